@@ -1,0 +1,18 @@
+"""Frozen ImageNet CNNs (timm) and where their weights come from."""
+
+from .extractor import Backbone, BackboneError, resolve_device, state_fingerprint
+from .weights import NATIVE_SIZE, PYPI_WEIGHTS, WeightsNotFoundError, load_pretrained
+
+OFFLINE_BACKBONES = tuple(sorted(PYPI_WEIGHTS))
+
+__all__ = [
+    "Backbone",
+    "BackboneError",
+    "NATIVE_SIZE",
+    "OFFLINE_BACKBONES",
+    "PYPI_WEIGHTS",
+    "WeightsNotFoundError",
+    "load_pretrained",
+    "resolve_device",
+    "state_fingerprint",
+]

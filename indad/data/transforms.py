@@ -1,0 +1,84 @@
+"""Preprocessing: resize, optional centre crop, the backbone's own normalisation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def as_size(value: int | tuple[int, int] | list[int] | None, what: str) -> tuple[int, int] | None:
+    """``256`` or ``(H, W)`` as ``(H, W)``; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        size = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, (int, np.integer)) for v in value):
+        size = (int(value[0]), int(value[1]))
+    else:
+        raise ValueError(f"{what} must be an int or a pair (height, width), got {value!r}")
+    if min(size) < 16:
+        raise ValueError(f"{what} must be at least 16 pixels, got {value!r}")
+    return size
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an image becomes a network input.
+
+    Parameters
+    ----------
+    resize:
+        ``(height, width)`` every image is resized to (bicubic; masks nearest).
+    crop:
+        Optional ``(height, width)`` centre crop applied after resizing.
+    mean, std:
+        Per-channel normalisation of the backbone, on 0..1 pixel values.
+    """
+
+    resize: tuple[int, int]
+    crop: tuple[int, int] | None
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def __post_init__(self) -> None:
+        if self.crop is not None and (self.crop[0] > self.resize[0] or self.crop[1] > self.resize[1]):
+            raise ValueError(f"crop size {self.crop} is larger than the resize {self.resize}")
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the tensors this produces."""
+        return self.crop or self.resize
+
+    def _crop_box(self) -> tuple[int, int, int, int] | None:
+        if self.crop is None:
+            return None
+        (h, w), (ch, cw) = self.resize, self.crop
+        top, left = (h - ch) // 2, (w - cw) // 2
+        return left, top, left + cw, top + ch
+
+    def image(self, im: Image.Image) -> torch.Tensor:
+        """An RGB PIL image as a normalised float tensor ``(3, H, W)``."""
+        im = im.resize((self.resize[1], self.resize[0]), Image.BICUBIC)
+        box = self._crop_box()
+        if box is not None:
+            im = im.crop(box)
+        x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        mean = torch.tensor(self.mean, dtype=torch.float32)[:, None, None]
+        std = torch.tensor(self.std, dtype=torch.float32)[:, None, None]
+        return (x - mean) / std
+
+    def mask(self, mask: np.ndarray) -> torch.Tensor:
+        """A boolean mask ``(h, w)`` at the image's original size as a bool tensor ``(H, W)``."""
+        im = Image.fromarray(mask.astype(np.uint8) * 255).resize((self.resize[1], self.resize[0]), Image.NEAREST)
+        box = self._crop_box()
+        if box is not None:
+            im = im.crop(box)
+        return torch.from_numpy(np.asarray(im) > 127)
+
+    def to_dict(self) -> dict:
+        """Plain values, for results files and configs."""
+        return {"resize": list(self.resize), "crop": list(self.crop) if self.crop else None,
+                "mean": list(self.mean), "std": list(self.std)}

@@ -1,0 +1,14 @@
+"""Memory banks: greedy k-center coreset selection and nearest-neighbour search."""
+
+from .coreset import GreedyCoresetSampler, greedy_k_center, random_projection
+from .nearest import FaissNearestNeighbors, NearestNeighbors, TorchNearestNeighbors, default_searcher
+
+__all__ = [
+    "FaissNearestNeighbors",
+    "GreedyCoresetSampler",
+    "NearestNeighbors",
+    "TorchNearestNeighbors",
+    "default_searcher",
+    "greedy_k_center",
+    "random_projection",
+]

@@ -1,0 +1,102 @@
+"""Greedy k-center coreset selection (Roth et al. 2021, Algorithm 1) on randomly projected features."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+
+def random_projection(features: torch.Tensor, dim: int, seed: int = 0) -> torch.Tensor:
+    """Features projected to ``dim`` dimensions by a seeded Gaussian random projection.
+
+    Returned unchanged when they have ``dim`` dimensions or fewer. The projection
+    matrix comes from scikit-learn's ``GaussianRandomProjection``; the product is
+    computed by torch on the features' device.
+    """
+    n_features = features.shape[1]
+    if dim <= 0 or n_features <= dim:
+        return features
+    from sklearn.random_projection import GaussianRandomProjection
+
+    rp = GaussianRandomProjection(n_components=dim, random_state=seed)
+    rp.fit(np.zeros((1, n_features), dtype=np.float32))
+    matrix = torch.from_numpy(np.asarray(rp.components_, dtype=np.float32)).to(features.device, features.dtype)
+    return features @ matrix.T
+
+
+def greedy_k_center(features: torch.Tensor, n: int, start: int = 0, progress: bool = False) -> torch.Tensor:
+    """Indices of ``n`` points chosen greedily to minimise the largest distance to the nearest chosen point.
+
+    Starting from ``start``, each step adds the point farthest from every point
+    chosen so far (ties: the lowest index). One matrix-vector product per step,
+    on the features' device.
+
+    Parameters
+    ----------
+    features:
+        ``(N, D)`` points.
+    n:
+        How many to choose, ``1 <= n <= N``.
+    start:
+        Index of the first point.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n,)`` int64 indices in the order they were chosen.
+    """
+    total = features.shape[0]
+    if not 1 <= n <= total:
+        raise ValueError(f"cannot choose {n} of {total} points")
+    x = features
+    sq_norms = (x * x).sum(dim=1)
+    min_dist = torch.full((total,), float("inf"), dtype=x.dtype, device=x.device)
+    chosen = torch.empty(n, dtype=torch.long, device=x.device)
+    current = torch.tensor(start, dtype=torch.long, device=x.device)
+    for i in tqdm(range(n), desc="coreset", disable=not progress, mininterval=1.0, leave=False):
+        chosen[i] = current
+        # Squared distance of every point to the new centre: |x|^2 - 2 x.c + |c|^2.
+        dist = torch.addmv(sq_norms + sq_norms[current], x, x[current], alpha=-2.0)
+        torch.minimum(min_dist, dist, out=min_dist)
+        min_dist[current] = -1.0  # never chosen twice, even among exact duplicates
+        current = torch.argmax(min_dist)
+    return chosen
+
+
+class GreedyCoresetSampler:
+    """Keeps a fraction of the memory bank with greedy k-center selection.
+
+    Parameters
+    ----------
+    fraction:
+        Share of the points to keep, in ``(0, 1]``; 1 keeps everything.
+    projection_dim:
+        Dimensions of the random projection the distances are computed on
+        (0 disables the projection).
+    seed:
+        Seeds the projection and the first point.
+    """
+
+    def __init__(self, fraction: float = 0.1, projection_dim: int = 128, seed: int = 0, progress: bool = True) -> None:
+        if not 0 < fraction <= 1:
+            raise ValueError(f"coreset fraction must be in (0, 1], got {fraction}")
+        self.fraction = float(fraction)
+        self.projection_dim = int(projection_dim)
+        self.seed = int(seed)
+        self.progress = progress
+
+    def select(self, features: torch.Tensor) -> torch.Tensor:
+        """Indices of the points to keep, ``(n,)`` int64."""
+        total = features.shape[0]
+        n = max(1, int(round(self.fraction * total)))
+        if n >= total:
+            return torch.arange(total, device=features.device)
+        projected = random_projection(features, self.projection_dim, self.seed)
+        start = int(torch.randint(total, (1,), generator=torch.Generator().manual_seed(self.seed)))
+        log.info("coreset: choosing %d of %d points (%d dims)", n, total, projected.shape[1])
+        return greedy_k_center(projected, n, start, progress=self.progress)

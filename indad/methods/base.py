@@ -1,0 +1,269 @@
+"""What every method shares: inputs, batching, devices, predict and evaluate."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import random
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..backbones import Backbone, resolve_device
+from ..data import Preprocess, make_loader
+from ..data.transforms import as_size
+from ..metrics import evaluate_predictions
+
+log = logging.getLogger(__name__)
+
+
+class NotFittedError(RuntimeError):
+    """predict or evaluate called before fit."""
+
+
+@dataclass
+class Prediction:
+    """Scores of a set of images.
+
+    Attributes
+    ----------
+    scores:
+        ``(N,)`` image anomaly scores (higher is more anomalous).
+    maps:
+        ``(N, H, W)`` pixel anomaly maps at the network input size.
+    paths:
+        Source of each image (file path, or ``<image i>`` for in-memory images).
+    """
+
+    scores: np.ndarray
+    maps: np.ndarray
+    paths: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+class AnomalyModel(ABC):
+    """An anomaly detector fitted on good images only.
+
+    Subclasses set :attr:`method`, :attr:`default_strides` and implement
+    :meth:`_fit` (build the method's state from training batches) and
+    :meth:`_build_module` (the plain ``nn.Module`` that scores a normalised batch).
+
+    Parameters
+    ----------
+    backbone_name:
+        timm model name. The ``tf_efficientnet_lite0/1/2`` backbones work offline.
+    strides:
+        Output strides of the backbone stages the method uses.
+    image_size:
+        Every image is resized to this size (int or ``(H, W)``).
+    crop_size:
+        Optional centre crop after resizing.
+    blur_sigma:
+        Gaussian blur of the anomaly maps, in pixels.
+    batch_size:
+        Images per forward pass.
+    device:
+        ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``...
+    fp16:
+        Half-precision backbone on CUDA.
+    weights:
+        Explicit backbone weight file (else timm cache, hub, PyPI packages).
+    num_workers:
+        DataLoader worker processes for reading images.
+    seed:
+        Seeds every random choice (projections, coreset start).
+    progress:
+        Show progress bars.
+    """
+
+    method: ClassVar[str] = ""
+    default_strides: ClassVar[tuple[int, ...]] = ()
+
+    def __init__(
+        self,
+        backbone_name: str = "tf_efficientnet_lite0",
+        strides: tuple[int, ...] | list[int] | None = None,
+        image_size: int | tuple[int, int] = 256,
+        crop_size: int | tuple[int, int] | None = None,
+        blur_sigma: float = 4.0,
+        batch_size: int = 16,
+        device: str = "auto",
+        fp16: bool = False,
+        weights: str | os.PathLike | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> None:
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if float(blur_sigma) < 0:
+            raise ValueError(f"blur_sigma must be >= 0, got {blur_sigma}")
+        self.backbone_name = backbone_name
+        self.strides = tuple(int(s) for s in (strides or self.default_strides))
+        self.image_size = as_size(image_size, "image_size")
+        self.crop_size = as_size(crop_size, "crop_size")
+        self.blur_sigma = float(blur_sigma)
+        self.batch_size = int(batch_size)
+        self.device = resolve_device(device)
+        self.fp16 = bool(fp16)
+        self.weights = weights
+        self.num_workers = int(num_workers)
+        self.seed = int(seed)
+        self.progress = bool(progress)
+        self.backbone = Backbone(backbone_name, self.strides, weights=weights, fp16=fp16).to(self.device)
+        self.preprocess = Preprocess(self.image_size, self.crop_size, self.backbone.mean, self.backbone.std)
+        self.module: nn.Module | None = None
+        self.timings: dict[str, float] = {}
+
+    # ----------------------------------------------------------------- hyperparameters
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """Names of every constructor parameter (the keys a config may set)."""
+        names: list[str] = []
+        for klass in cls.__mro__:
+            if klass is object or "__init__" not in vars(klass):
+                continue
+            for p in inspect.signature(klass.__init__).parameters.values():
+                if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in names:
+                    names.append(p.name)
+        return names
+
+    def hparams(self) -> dict[str, Any]:
+        """Every constructor parameter with its value, as plain data."""
+        out: dict[str, Any] = {}
+        for name in self.param_names():
+            value = getattr(self, name)
+            if isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, (torch.device, os.PathLike)):
+                value = str(value)
+            out[name] = value
+        return out
+
+    # ----------------------------------------------------------------- data
+    def _loader(self, data, split: str, batch_size: int | None = None):
+        return make_loader(data, self.preprocess, split, batch_size or self.batch_size, self.num_workers)
+
+    def _batches(self, data, split: str, desc: str, batch_size: int | None = None) -> Iterator[dict]:
+        """Batches of ``data`` with the images on the model's device and a progress bar."""
+        if isinstance(data, torch.Tensor):
+            if data.ndim != 4 or data.shape[1] != 3:
+                raise ValueError(f"a tensor input must be a normalised batch (B, 3, H, W), got {tuple(data.shape)}")
+            for chunk in data.split(batch_size or self.batch_size):
+                n = chunk.shape[0]
+                yield {"image": chunk.to(self.device), "path": [f"<tensor {i}>" for i in range(n)]}
+            return
+        loader = self._loader(data, split, batch_size)
+        total = len(loader) if hasattr(loader, "__len__") else None
+        for batch in tqdm(loader, desc=desc, total=total, disable=not self.progress, leave=False):
+            if isinstance(batch, (list, tuple)):  # a plain (images, ...) DataLoader
+                batch = {"image": batch[0]}
+            batch["image"] = batch["image"].to(self.device, non_blocking=True)
+            yield batch
+
+    # ----------------------------------------------------------------- fit / predict
+    def fit(self, data) -> "AnomalyModel":
+        """Learn what normal looks like from good images.
+
+        ``data`` is a dataset folder in MVTec AD layout (its ``train/good`` is
+        used), a folder of images, a list of image paths, PIL images or arrays, an
+        :class:`~indad.data.AnomalyDataset`, a DataLoader or a normalised tensor.
+        """
+        seed_everything(self.seed)
+        start = time.perf_counter()
+        self.timings = {}
+        with torch.inference_mode():
+            self._fit(self._batches(data, "train", f"{self.method}: features"))
+        self.module = self._build_module().eval()
+        self.timings["fit_s"] = time.perf_counter() - start
+        return self
+
+    @abstractmethod
+    def _fit(self, batches: Iterable[dict]) -> None:
+        """Build the method's state from batches of normal images (``batch["image"]`` on the device)."""
+
+    @abstractmethod
+    def _build_module(self) -> nn.Module:
+        """The fitted scoring module: normalised images ``(B, 3, H, W)`` -> (scores ``(B,)``, maps ``(B, H, W)``)."""
+
+    def _require_fitted(self) -> nn.Module:
+        if self.module is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() first")
+        return self.module
+
+    def predict(self, images, batch_size: int | None = None) -> Prediction:
+        """Image scores and anomaly maps.
+
+        ``images`` takes the same forms as :meth:`fit`; a dataset folder in MVTec
+        AD layout is read from its ``test`` split.
+        """
+        module = self._require_fitted()
+        scores, maps, paths = [], [], []
+        with torch.inference_mode():
+            for batch in self._batches(images, "test", f"{self.method}: predict", batch_size):
+                s, m = module(batch["image"])
+                scores.append(s.float().cpu().numpy())
+                maps.append(m.float().cpu().numpy())
+                paths += list(batch.get("path", []))
+        return Prediction(np.concatenate(scores), np.concatenate(maps), paths)
+
+    def evaluate(self, data, batch_size: int | None = None) -> dict:
+        """Metrics on a labelled test set (a dataset folder in MVTec AD layout, or its test dataset).
+
+        Returns a dict with ``image_auroc``, ``pixel_auroc``, ``aupro``, ``f1_max``,
+        ``f1_threshold``, per-defect image ROC AUC, counts, and the per-image
+        ``scores``, ``labels``, ``defects`` and ``paths``.
+        """
+        module = self._require_fitted()
+        scores, labels, defects, paths = [], [], [], []
+        masks, maps = [], []
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for batch in self._batches(data, "test", f"{self.method}: evaluate", batch_size):
+                if "label" not in batch:
+                    raise ValueError("evaluate needs labelled data: a dataset folder in MVTec AD layout")
+                s, m = module(batch["image"])
+                scores.append(s.float().cpu().numpy())
+                labels.append(np.asarray(batch["label"]))
+                defects += [d or "good" for d in batch["defect"]]
+                paths += list(batch["path"])
+                keep = np.asarray(batch["has_mask"], dtype=bool)
+                if keep.any():
+                    masks.append(batch["mask"].numpy()[keep])
+                    maps.append(m.float().cpu().numpy()[keep])
+        elapsed = time.perf_counter() - start
+        scores_arr, labels_arr = np.concatenate(scores), np.concatenate(labels)
+        result = evaluate_predictions(
+            labels_arr,
+            scores_arr,
+            np.concatenate(masks) if masks else None,
+            np.concatenate(maps) if maps else None,
+            defects,
+        )
+        result["predict_s"] = elapsed
+        result["predict_ms_per_image"] = 1000.0 * elapsed / max(1, len(scores_arr))
+        result["scores"] = scores_arr.tolist()
+        result["labels"] = labels_arr.tolist()
+        result["defects"] = defects
+        result["paths"] = paths
+        return result
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())
+        return f"{type(self).__name__}({args})"

@@ -1,0 +1,171 @@
+"""PatchCore (Roth et al. 2021, "Towards Total Recall in Industrial Anomaly Detection")."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..backbones import Backbone
+from ..memory import GreedyCoresetSampler, NearestNeighbors, default_searcher
+from .anomaly_map import AnomalyMapGenerator
+from .base import AnomalyModel
+
+log = logging.getLogger(__name__)
+
+
+def patch_embedding(features: list[torch.Tensor]) -> torch.Tensor:
+    """Locally aware patch features ``(B, D, h, w)`` from backbone maps (finest first).
+
+    Each map is averaged over its 3x3 neighbourhood (stride 1, borders averaged
+    over the pixels that exist), the coarser maps are upsampled bilinearly to the
+    finest, and all are concatenated along channels.
+    """
+    size = features[0].shape[-2:]
+    out = []
+    for f in features:
+        f = F.avg_pool2d(f, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+        if f.shape[-2:] != size:
+            f = F.interpolate(f, size=size, mode="bilinear", align_corners=False)
+        out.append(f)
+    return torch.cat(out, dim=1)
+
+
+def reweighted_scores(
+    queries: torch.Tensor,
+    distances: torch.Tensor,
+    neighbours: torch.Tensor,
+    bank: torch.Tensor,
+    searcher: NearestNeighbors,
+    n_reweight: int,
+) -> torch.Tensor:
+    """Image scores with the re-weighting of Roth et al. 2021, Eq. 7.
+
+    Parameters
+    ----------
+    queries:
+        ``(B, P, D)`` patch features of each image.
+    distances, neighbours:
+        ``(B, P)`` distance of each patch to its nearest bank feature, and that feature's index.
+    bank:
+        ``(M, D)`` memory bank.
+    n_reweight:
+        ``b`` in Eq. 7: how many bank neighbours of the nearest feature ``m*`` to
+        compare against; 0 returns the plain maximum patch distance.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B,)`` scores ``s = (1 - exp(s*) / sum_{m in N_b(m*)} exp(|m_test - m|)) * s*``,
+        where ``s*`` is the largest patch distance and ``m_test`` that patch.
+    """
+    s_star, where = distances.max(dim=1)
+    if n_reweight <= 0:
+        return s_star
+    batch = torch.arange(queries.shape[0], device=queries.device)
+    m_test = queries[batch, where]  # (B, D)
+    m_star = bank[neighbours[batch, where].to(bank.device)]  # (B, D)
+    _, support = searcher.search(m_star, n_reweight)  # N_b(m*), m* itself among them
+    support_feats = bank[support.to(bank.device)].to(m_test.device)  # (B, b, D)
+    d = torch.linalg.vector_norm(support_feats - m_test[:, None, :], dim=-1)  # (B, b)
+    weight = 1.0 - torch.exp(s_star - torch.logsumexp(d, dim=1))
+    return weight * s_star
+
+
+class PatchCoreModule(nn.Module):
+    """Fitted PatchCore: normalised images -> (image scores ``(B,)``, anomaly maps ``(B, H, W)``)."""
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        memory_bank: torch.Tensor,
+        searcher: NearestNeighbors,
+        map_generator: AnomalyMapGenerator,
+        n_reweight: int = 3,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.register_buffer("memory_bank", memory_bank)
+        self.searcher = searcher.fit(memory_bank)
+        self.map_generator = map_generator
+        self.n_reweight = int(n_reweight)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        emb = patch_embedding(self.backbone(images))
+        b, d, h, w = emb.shape
+        queries = emb.permute(0, 2, 3, 1).reshape(b, h * w, d)
+        dist, idx = self.searcher.search(queries.reshape(-1, d), 1)
+        dist, idx = dist.view(b, h * w), idx.view(b, h * w)
+        scores = reweighted_scores(queries, dist, idx, self.memory_bank, self.searcher, self.n_reweight)
+        maps = self.map_generator(dist.view(b, h, w))
+        return scores, maps
+
+
+class PatchCore(AnomalyModel):
+    """PatchCore: nearest-neighbour distance of locally aware patch features to a coreset memory bank.
+
+    Parameters
+    ----------
+    f_coreset:
+        Fraction of all training patches kept in the memory bank by greedy
+        k-center selection (1.0 keeps every patch).
+    projection_dim:
+        Dimensions of the random projection the coreset distances use.
+    n_reweight:
+        Neighbours used by the image-score re-weighting of Eq. 7 (0 disables it).
+    strides:
+        Backbone stages used (default the strides 8 and 16).
+    **kwargs:
+        Shared options of :class:`~indad.methods.base.AnomalyModel`.
+    """
+
+    method = "patchcore"
+    default_strides = (8, 16)
+
+    def __init__(
+        self,
+        backbone_name: str = "tf_efficientnet_lite0",
+        f_coreset: float = 0.1,
+        projection_dim: int = 128,
+        n_reweight: int = 3,
+        **kwargs,
+    ) -> None:
+        if not 0 < float(f_coreset) <= 1:
+            raise ValueError(f"f_coreset must be in (0, 1], got {f_coreset}")
+        if int(n_reweight) < 0:
+            raise ValueError(f"n_reweight must be >= 0, got {n_reweight}")
+        self.f_coreset = float(f_coreset)
+        self.projection_dim = int(projection_dim)
+        self.n_reweight = int(n_reweight)
+        super().__init__(backbone_name=backbone_name, **kwargs)
+        self.memory_bank: torch.Tensor | None = None
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Patch features ``(B * h * w, D)`` of a normalised batch."""
+        emb = patch_embedding(self.backbone(images))
+        return emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1])
+
+    def _fit(self, batches: Iterable[dict]) -> None:
+        start = time.perf_counter()
+        bank = torch.cat([self.embed(batch["image"]) for batch in batches])
+        self.timings["features_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        sampler = GreedyCoresetSampler(self.f_coreset, self.projection_dim, self.seed, self.progress)
+        keep = sampler.select(bank)
+        self.memory_bank = bank[keep].contiguous()
+        self.timings["coreset_s"] = time.perf_counter() - start
+        log.info("patchcore: memory bank %d of %d patches, %d dims", len(keep), bank.shape[0], bank.shape[1])
+
+    def _build_module(self) -> PatchCoreModule:
+        return PatchCoreModule(
+            self.backbone,
+            self.memory_bank,
+            default_searcher(self.device),
+            AnomalyMapGenerator(self.preprocess.output_size, self.blur_sigma),
+            self.n_reweight,
+        )
