@@ -1,6 +1,6 @@
 """Memory banks: greedy k-center coreset selection and nearest-neighbour search."""
 
-from .coreset import GreedyCoresetSampler, greedy_k_center, random_projection
+from .coreset import GreedyCoresetSampler, greedy_k_center, greedy_k_center_plain, random_projection
 from .nearest import FaissNearestNeighbors, NearestNeighbors, TorchNearestNeighbors, default_searcher
 
 __all__ = [
@@ -10,5 +10,6 @@ __all__ = [
     "TorchNearestNeighbors",
     "default_searcher",
     "greedy_k_center",
+    "greedy_k_center_plain",
     "random_projection",
 ]

@@ -29,30 +29,20 @@ def random_projection(features: torch.Tensor, dim: int, seed: int = 0) -> torch.
     return features @ matrix.T
 
 
-def greedy_k_center(features: torch.Tensor, n: int, start: int = 0, progress: bool = False) -> torch.Tensor:
-    """Indices of ``n`` points chosen greedily to minimise the largest distance to the nearest chosen point.
-
-    Starting from ``start``, each step adds the point farthest from every point
-    chosen so far (ties: the lowest index). One matrix-vector product per step,
-    on the features' device.
-
-    Parameters
-    ----------
-    features:
-        ``(N, D)`` points.
-    n:
-        How many to choose, ``1 <= n <= N``.
-    start:
-        Index of the first point.
-
-    Returns
-    -------
-    torch.Tensor
-        ``(n,)`` int64 indices in the order they were chosen.
-    """
-    total = features.shape[0]
+def _check_n(n: int, total: int) -> None:
     if not 1 <= n <= total:
         raise ValueError(f"cannot choose {n} of {total} points")
+
+
+def greedy_k_center_plain(features: torch.Tensor, n: int, start: int = 0, progress: bool = False) -> torch.Tensor:
+    """Greedy k-center selection, one full matrix-vector product per chosen point (the reference version).
+
+    Starting from ``start``, each step adds the point farthest from every point
+    chosen so far (ties: the lowest index). Returns the ``(n,)`` int64 indices in
+    the order chosen. :func:`greedy_k_center` gives the same indices, faster.
+    """
+    total = features.shape[0]
+    _check_n(n, total)
     x = features
     sq_norms = (x * x).sum(dim=1)
     min_dist = torch.full((total,), float("inf"), dtype=x.dtype, device=x.device)
@@ -66,6 +56,75 @@ def greedy_k_center(features: torch.Tensor, n: int, start: int = 0, progress: bo
         min_dist[current] = -1.0  # never chosen twice, even among exact duplicates
         current = torch.argmax(min_dist)
     return chosen
+
+
+def greedy_k_center(
+    features: torch.Tensor, n: int, start: int = 0, progress: bool = False, bound_dims: int = 16
+) -> torch.Tensor:
+    """Greedy k-center selection (Roth et al. 2021, Algorithm 1), exact, with pruned distance updates.
+
+    Same result as :func:`greedy_k_center_plain`: starting from ``start``, each
+    step adds the point farthest from every point chosen so far. A point's
+    distance to a new centre can only lower its nearest-centre distance when it is
+    smaller; the distance in the top ``bound_dims`` principal directions is a lower
+    bound of the full distance (an orthogonal projection never lengthens a
+    vector), so each step computes that cheap bound for every point and the full
+    distance only where the bound does not already rule the point out.
+
+    Parameters
+    ----------
+    features:
+        ``(N, D)`` points.
+    n:
+        How many to choose, ``1 <= n <= N``.
+    start:
+        Index of the first point.
+    bound_dims:
+        Dimensions of the principal subspace used for the bound; 0 (or ``>= D``)
+        runs the plain version.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n,)`` int64 indices in the order they were chosen.
+    """
+    total, dims = features.shape
+    _check_n(n, total)
+    if bound_dims <= 0 or bound_dims >= dims // 2:
+        return greedy_k_center_plain(features, n, start, progress)
+    x = features
+    sq_norms = (x * x).sum(dim=1)
+    basis = _principal_basis(x, bound_dims)
+    z = x @ basis
+    z_sq = (z * z).sum(dim=1)
+    min_dist = torch.full((total,), float("inf"), dtype=x.dtype, device=x.device)
+    chosen = torch.empty(n, dtype=torch.long, device=x.device)
+    current = torch.tensor(start, dtype=torch.long, device=x.device)
+    for i in tqdm(range(n), desc="coreset", disable=not progress, mininterval=1.0, leave=False):
+        chosen[i] = current
+        bound = torch.addmv(z_sq + z_sq[current], z, z[current], alpha=-2.0)
+        # Candidates: points whose nearest-centre distance the new centre may lower. The
+        # relative and absolute slack absorb rounding, so no true candidate is missed.
+        slack = 1e-4 * (sq_norms + sq_norms[current])
+        candidates = (bound <= min_dist + slack).nonzero().squeeze(1)
+        if candidates.numel() > total // 2:
+            dist = torch.addmv(sq_norms + sq_norms[current], x, x[current], alpha=-2.0)
+            torch.minimum(min_dist, dist, out=min_dist)
+        else:
+            dist = torch.addmv(sq_norms[candidates] + sq_norms[current], x[candidates], x[current], alpha=-2.0)
+            min_dist[candidates] = torch.minimum(min_dist[candidates], dist)
+        min_dist[current] = -1.0
+        current = torch.argmax(min_dist)
+    return chosen
+
+
+def _principal_basis(x: torch.Tensor, k: int, sample: int = 20000, seed: int = 0) -> torch.Tensor:
+    """``(D, k)`` orthonormal columns spanning the top principal directions of (a sample of) ``x``."""
+    gen = torch.Generator().manual_seed(seed)
+    pick = torch.randperm(x.shape[0], generator=gen)[:sample].to(x.device)
+    sub = x[pick].double()
+    _, _, vh = torch.linalg.svd(sub - sub.mean(dim=0), full_matrices=False)
+    return vh[:k].T.contiguous().to(x.dtype)
 
 
 class GreedyCoresetSampler:

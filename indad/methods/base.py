@@ -133,21 +133,21 @@ class AnomalyModel(ABC):
 
     # ----------------------------------------------------------------- hyperparameters
     @classmethod
-    def param_names(cls) -> list[str]:
-        """Names of every constructor parameter (the keys a config may set)."""
-        names: list[str] = []
+    def param_defaults(cls) -> dict[str, Any]:
+        """Every constructor parameter (the keys a config may set) with its default."""
+        defaults: dict[str, Any] = {}
         for klass in cls.__mro__:
             if klass is object or "__init__" not in vars(klass):
                 continue
             for p in inspect.signature(klass.__init__).parameters.values():
-                if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in names:
-                    names.append(p.name)
-        return names
+                if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in defaults:
+                    defaults[p.name] = p.default
+        return defaults
 
     def hparams(self) -> dict[str, Any]:
         """Every constructor parameter with its value, as plain data."""
         out: dict[str, Any] = {}
-        for name in self.param_names():
+        for name in self.param_defaults():
             value = getattr(self, name)
             if isinstance(value, tuple):
                 value = list(value)

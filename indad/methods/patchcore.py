@@ -21,14 +21,15 @@ log = logging.getLogger(__name__)
 def patch_embedding(features: list[torch.Tensor]) -> torch.Tensor:
     """Locally aware patch features ``(B, D, h, w)`` from backbone maps (finest first).
 
-    Each map is averaged over its 3x3 neighbourhood (stride 1, borders averaged
-    over the pixels that exist), the coarser maps are upsampled bilinearly to the
-    finest, and all are concatenated along channels.
+    Each map is averaged over its 3x3 neighbourhood (stride 1, zero padding as in
+    the reference implementations: border patches stay distinguishable, which
+    matters for defects at an object's edge), the coarser maps are upsampled
+    bilinearly to the finest, and all are concatenated along channels.
     """
     size = features[0].shape[-2:]
     out = []
     for f in features:
-        f = F.avg_pool2d(f, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+        f = F.avg_pool2d(f, kernel_size=3, stride=1, padding=1)
         if f.shape[-2:] != size:
             f = F.interpolate(f, size=size, mode="bilinear", align_corners=False)
         out.append(f)

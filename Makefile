@@ -1,0 +1,30 @@
+# indad: make demo (PatchCore on MTD, prints the metrics table), make test (the whole test suite).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SHARED_DATA := $(abspath ../shared/datasets)
+# Datasets: ../shared/datasets when it exists (CI and this workplace), else $INDAD_DATA_DIR or ./datasets.
+export INDAD_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),$(CURDIR)/datasets)
+# Torch's OpenMP threads sleep instead of spinning when idle: much faster on a shared machine.
+export OMP_WAIT_POLICY ?= PASSIVE
+
+.PHONY: demo test install clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first: these versions install from local wheels on this workplace (see DEVELOPERS.md).
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/indad run patchcore --dataset mtd
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -ra
+
+clean:
+	rm -rf $(VENV) .pytest_cache results

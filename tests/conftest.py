@@ -1,0 +1,63 @@
+"""Shared fixtures: where the real datasets are, small synthetic images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_datasets() -> Path:
+    """The read-only real datasets (../shared/datasets beside the checkout, or $INDAD_DATA_DIR)."""
+    for candidate in (REPO.parent / "shared" / "datasets", Path(os.environ.get("INDAD_DATA_DIR", "/nonexistent"))):
+        if (candidate / "hazelnut_reduced").is_dir():
+            return candidate
+    pytest.skip("the shared datasets (../shared/datasets) are not available")
+
+
+@pytest.fixture(scope="session")
+def datasets_root() -> Path:
+    return shared_datasets()
+
+
+@pytest.fixture(scope="session")
+def hazelnut(datasets_root: Path) -> Path:
+    return datasets_root / "hazelnut_reduced"
+
+
+@pytest.fixture(scope="session")
+def mtd(datasets_root: Path) -> Path:
+    path = datasets_root / "mtd"
+    if not path.is_dir():
+        pytest.skip("MTD is not available")
+    return path
+
+
+def save_image(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, mode=mode).save(path) if mode else Image.fromarray(array).save(path)
+    return path
+
+
+def make_layout(root: Path, n_train: int = 4, defects: dict[str, int] | None = None, masks: bool = True,
+                size: tuple[int, int] = (40, 48), seed: int = 0) -> Path:
+    """A tiny MVTec-AD-layout dataset of random images (and square defect masks)."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    for i in range(n_train):
+        save_image(root / "train" / "good" / f"{i:03d}.png", rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+    for i in range(2):
+        save_image(root / "test" / "good" / f"{i:03d}.png", rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+    for defect, count in (defects or {"scratch": 2}).items():
+        for i in range(count):
+            save_image(root / "test" / defect / f"{i:03d}.png", rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+            if masks:
+                m = np.zeros((h, w), dtype=np.uint8)
+                m[5:15, 10:20] = 255
+                save_image(root / "ground_truth" / defect / f"{i:03d}_mask.png", m)
+    return root

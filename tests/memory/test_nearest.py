@@ -1,0 +1,20 @@
+import torch
+
+from indad.memory import FaissNearestNeighbors, TorchNearestNeighbors
+
+
+def test_faiss_and_torch_match_brute_force():
+    gen = torch.Generator().manual_seed(0)
+    bank, queries = torch.randn(500, 24, generator=gen), torch.randn(300, 24, generator=gen)
+    ref = torch.cdist(queries.double(), bank.double())
+    ref_d, ref_i = ref.topk(3, dim=1, largest=False)
+    for searcher in (FaissNearestNeighbors(), TorchNearestNeighbors(chunk=64)):
+        d, i = searcher.fit(bank).search(queries, 3)
+        assert torch.equal(i, ref_i)
+        assert torch.allclose(d.double(), ref_d, rtol=1e-4, atol=1e-4)
+
+
+def test_k_larger_than_the_bank_is_clipped():
+    bank = torch.randn(2, 4)
+    d, i = FaissNearestNeighbors().fit(bank).search(torch.randn(5, 4), 3)
+    assert d.shape == (5, 2) and i.shape == (5, 2)
