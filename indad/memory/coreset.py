@@ -29,47 +29,18 @@ def random_projection(features: torch.Tensor, dim: int, seed: int = 0) -> torch.
     return features @ matrix.T
 
 
-def _check_n(n: int, total: int) -> None:
-    if not 1 <= n <= total:
-        raise ValueError(f"cannot choose {n} of {total} points")
-
-
-def greedy_k_center_plain(features: torch.Tensor, n: int, start: int = 0, progress: bool = False) -> torch.Tensor:
-    """Greedy k-center selection, one full matrix-vector product per chosen point (the reference version).
-
-    Starting from ``start``, each step adds the point farthest from every point
-    chosen so far (ties: the lowest index). Returns the ``(n,)`` int64 indices in
-    the order chosen. :func:`greedy_k_center` gives the same indices, faster.
-    """
-    total = features.shape[0]
-    _check_n(n, total)
-    x = features
-    sq_norms = (x * x).sum(dim=1)
-    min_dist = torch.full((total,), float("inf"), dtype=x.dtype, device=x.device)
-    chosen = torch.empty(n, dtype=torch.long, device=x.device)
-    current = torch.tensor(start, dtype=torch.long, device=x.device)
-    for i in tqdm(range(n), desc="coreset", disable=not progress, mininterval=1.0, leave=False):
-        chosen[i] = current
-        # Squared distance of every point to the new centre: |x|^2 - 2 x.c + |c|^2.
-        dist = torch.addmv(sq_norms + sq_norms[current], x, x[current], alpha=-2.0)
-        torch.minimum(min_dist, dist, out=min_dist)
-        min_dist[current] = -1.0  # never chosen twice, even among exact duplicates
-        current = torch.argmax(min_dist)
-    return chosen
-
-
 def greedy_k_center(
     features: torch.Tensor, n: int, start: int = 0, progress: bool = False, bound_dims: int = 16
 ) -> torch.Tensor:
     """Greedy k-center selection (Roth et al. 2021, Algorithm 1), exact, with pruned distance updates.
 
-    Same result as :func:`greedy_k_center_plain`: starting from ``start``, each
-    step adds the point farthest from every point chosen so far. A point's
-    distance to a new centre can only lower its nearest-centre distance when it is
-    smaller; the distance in the top ``bound_dims`` principal directions is a lower
-    bound of the full distance (an orthogonal projection never lengthens a
-    vector), so each step computes that cheap bound for every point and the full
-    distance only where the bound does not already rule the point out.
+    Starting from ``start``, each step adds the point farthest from every point
+    chosen so far (ties: the lowest index). A point's distance to its nearest
+    centre can only drop when the new centre is closer. The distance in the top
+    ``bound_dims`` principal directions is a lower bound of the full distance (an
+    orthogonal projection never lengthens a vector), so each step computes that
+    cheap bound for every point and the full distance only for the points it does
+    not rule out. The result equals :func:`greedy_k_center_plain`.
 
     Parameters
     ----------
@@ -80,8 +51,8 @@ def greedy_k_center(
     start:
         Index of the first point.
     bound_dims:
-        Dimensions of the principal subspace used for the bound; 0 (or ``>= D``)
-        runs the plain version.
+        Dimensions of the principal subspace used for the bound; 0 (or ``>= D/2``)
+        computes every distance at every step.
 
     Returns
     -------
@@ -89,33 +60,42 @@ def greedy_k_center(
         ``(n,)`` int64 indices in the order they were chosen.
     """
     total, dims = features.shape
-    _check_n(n, total)
-    if bound_dims <= 0 or bound_dims >= dims // 2:
-        return greedy_k_center_plain(features, n, start, progress)
+    if not 1 <= n <= total:
+        raise ValueError(f"cannot choose {n} of {total} points")
     x = features
     sq_norms = (x * x).sum(dim=1)
-    basis = _principal_basis(x, bound_dims)
-    z = x @ basis
-    z_sq = (z * z).sum(dim=1)
+    use_bound = 0 < bound_dims < dims // 2
+    if use_bound:
+        z = x @ _principal_basis(x, bound_dims)
+        z_sq = (z * z).sum(dim=1)
+        # Slack on the bound's comparison absorbs rounding: no true candidate is missed.
+        slack = 1e-4 * (sq_norms + sq_norms.max())
     min_dist = torch.full((total,), float("inf"), dtype=x.dtype, device=x.device)
     chosen = torch.empty(n, dtype=torch.long, device=x.device)
     current = torch.tensor(start, dtype=torch.long, device=x.device)
     for i in tqdm(range(n), desc="coreset", disable=not progress, mininterval=1.0, leave=False):
         chosen[i] = current
-        bound = torch.addmv(z_sq + z_sq[current], z, z[current], alpha=-2.0)
-        # Candidates: points whose nearest-centre distance the new centre may lower. The
-        # relative and absolute slack absorb rounding, so no true candidate is missed.
-        slack = 1e-4 * (sq_norms + sq_norms[current])
-        candidates = (bound <= min_dist + slack).nonzero().squeeze(1)
-        if candidates.numel() > total // 2:
+        candidates = None
+        if use_bound:
+            bound = torch.addmv(z_sq + z_sq[current], z, z[current], alpha=-2.0)
+            found = (bound <= min_dist + slack).nonzero().squeeze(1)
+            if found.numel() <= total // 2:
+                candidates = found
+        # Squared distances to the new centre: |x|^2 - 2 x.c + |c|^2, one matrix-vector product.
+        if candidates is None:
             dist = torch.addmv(sq_norms + sq_norms[current], x, x[current], alpha=-2.0)
             torch.minimum(min_dist, dist, out=min_dist)
         else:
             dist = torch.addmv(sq_norms[candidates] + sq_norms[current], x[candidates], x[current], alpha=-2.0)
             min_dist[candidates] = torch.minimum(min_dist[candidates], dist)
-        min_dist[current] = -1.0
+        min_dist[current] = -1.0  # never chosen twice, even among exact duplicates
         current = torch.argmax(min_dist)
     return chosen
+
+
+def greedy_k_center_plain(features: torch.Tensor, n: int, start: int = 0, progress: bool = False) -> torch.Tensor:
+    """The reference version of :func:`greedy_k_center`: every distance at every step."""
+    return greedy_k_center(features, n, start, progress, bound_dims=0)
 
 
 def _principal_basis(x: torch.Tensor, k: int, sample: int = 20000, seed: int = 0) -> torch.Tensor:

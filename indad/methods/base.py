@@ -165,9 +165,11 @@ class AnomalyModel(ABC):
         if isinstance(data, torch.Tensor):
             if data.ndim != 4 or data.shape[1] != 3:
                 raise ValueError(f"a tensor input must be a normalised batch (B, 3, H, W), got {tuple(data.shape)}")
+            offset = 0
             for chunk in data.split(batch_size or self.batch_size):
                 n = chunk.shape[0]
-                yield {"image": chunk.to(self.device), "path": [f"<tensor {i}>" for i in range(n)]}
+                yield {"image": chunk.to(self.device), "path": [f"<tensor {offset + i}>" for i in range(n)]}
+                offset += n
             return
         loader = self._loader(data, split, batch_size)
         total = len(loader) if hasattr(loader, "__len__") else None
@@ -236,7 +238,7 @@ class AnomalyModel(ABC):
         start = time.perf_counter()
         with torch.inference_mode():
             for batch in self._batches(data, "test", f"{self.method}: evaluate", batch_size):
-                if "label" not in batch:
+                if "label" not in batch or bool((torch.as_tensor(batch["label"]) < 0).any()):
                     raise ValueError("evaluate needs labelled data: a dataset folder in MVTec AD layout")
                 s, m = module(batch["image"])
                 scores.append(s.float().cpu().numpy())

@@ -36,7 +36,7 @@ def patch_embedding(features: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(out, dim=1)
 
 
-def reweighted_scores(
+def reweighting_weights(
     queries: torch.Tensor,
     distances: torch.Tensor,
     neighbours: torch.Tensor,
@@ -44,7 +44,7 @@ def reweighted_scores(
     searcher: NearestNeighbors,
     n_reweight: int,
 ) -> torch.Tensor:
-    """Image scores with the re-weighting of Roth et al. 2021, Eq. 7.
+    """The image-score weights of Roth et al. 2021, Eq. 7.
 
     Parameters
     ----------
@@ -56,25 +56,28 @@ def reweighted_scores(
         ``(M, D)`` memory bank.
     n_reweight:
         ``b`` in Eq. 7: how many bank neighbours of the nearest feature ``m*`` to
-        compare against; 0 returns the plain maximum patch distance.
+        compare against; 0 gives weights of 1.
 
     Returns
     -------
     torch.Tensor
-        ``(B,)`` scores ``s = (1 - exp(s*) / sum_{m in N_b(m*)} exp(|m_test - m|)) * s*``,
-        where ``s*`` is the largest patch distance and ``m_test`` that patch.
+        ``(B,)`` weights ``w = 1 - exp(s*) / sum_{m in N_b(m*)} exp(|m_test - m|)``, where
+        ``m_test`` is the patch farthest from the bank, ``s*`` its distance and
+        ``m*`` its nearest bank feature; Eq. 7's score is ``w * s*``.
     """
     s_star, where = distances.max(dim=1)
     if n_reweight <= 0:
-        return s_star
+        return torch.ones_like(s_star)
     batch = torch.arange(queries.shape[0], device=queries.device)
     m_test = queries[batch, where]  # (B, D)
     m_star = bank[neighbours[batch, where].to(bank.device)]  # (B, D)
     _, support = searcher.search(m_star, n_reweight)  # N_b(m*), m* itself among them
     support_feats = bank[support.to(bank.device)].to(m_test.device)  # (B, b, D)
     d = torch.linalg.vector_norm(support_feats - m_test[:, None, :], dim=-1)  # (B, b)
-    weight = 1.0 - torch.exp(s_star - torch.logsumexp(d, dim=1))
-    return weight * s_star
+    return 1.0 - torch.exp(s_star - torch.logsumexp(d, dim=1))
+
+
+IMAGE_SCORES = ("max_map", "max_patch")
 
 
 class PatchCoreModule(nn.Module):
@@ -86,7 +89,8 @@ class PatchCoreModule(nn.Module):
         memory_bank: torch.Tensor,
         searcher: NearestNeighbors,
         map_generator: AnomalyMapGenerator,
-        n_reweight: int = 3,
+        n_reweight: int = 0,
+        image_score: str = "max_map",
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -94,6 +98,7 @@ class PatchCoreModule(nn.Module):
         self.searcher = searcher.fit(memory_bank)
         self.map_generator = map_generator
         self.n_reweight = int(n_reweight)
+        self.image_score = image_score
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,9 +107,10 @@ class PatchCoreModule(nn.Module):
         queries = emb.permute(0, 2, 3, 1).reshape(b, h * w, d)
         dist, idx = self.searcher.search(queries.reshape(-1, d), 1)
         dist, idx = dist.view(b, h * w), idx.view(b, h * w)
-        scores = reweighted_scores(queries, dist, idx, self.memory_bank, self.searcher, self.n_reweight)
         maps = self.map_generator(dist.view(b, h, w))
-        return scores, maps
+        base = maps.amax(dim=(1, 2)) if self.image_score == "max_map" else dist.max(dim=1).values
+        weights = reweighting_weights(queries, dist, idx, self.memory_bank, self.searcher, self.n_reweight)
+        return weights * base, maps
 
 
 class PatchCore(AnomalyModel):
@@ -118,7 +124,12 @@ class PatchCore(AnomalyModel):
     projection_dim:
         Dimensions of the random projection the coreset distances use.
     n_reweight:
-        Neighbours used by the image-score re-weighting of Eq. 7 (0 disables it).
+        Neighbours ``b`` of the image-score re-weighting of Eq. 7 (0 disables it).
+    image_score:
+        ``"max_map"``: the maximum of the blurred anomaly map; ``"max_patch"``: the
+        largest patch distance, as in the paper. The re-weighting multiplies either.
+    blur_sigma:
+        Gaussian blur of the anomaly map, in pixels.
     strides:
         Backbone stages used (default the strides 8 and 16).
     **kwargs:
@@ -131,19 +142,24 @@ class PatchCore(AnomalyModel):
     def __init__(
         self,
         backbone_name: str = "tf_efficientnet_lite0",
-        f_coreset: float = 0.1,
+        f_coreset: float = 0.01,
         projection_dim: int = 128,
-        n_reweight: int = 3,
+        n_reweight: int = 0,
+        image_score: str = "max_map",
+        blur_sigma: float = 8.0,
         **kwargs,
     ) -> None:
         if not 0 < float(f_coreset) <= 1:
             raise ValueError(f"f_coreset must be in (0, 1], got {f_coreset}")
         if int(n_reweight) < 0:
             raise ValueError(f"n_reweight must be >= 0, got {n_reweight}")
+        if image_score not in IMAGE_SCORES:
+            raise ValueError(f"image_score must be one of {', '.join(IMAGE_SCORES)}, got {image_score!r}")
         self.f_coreset = float(f_coreset)
         self.projection_dim = int(projection_dim)
         self.n_reweight = int(n_reweight)
-        super().__init__(backbone_name=backbone_name, **kwargs)
+        self.image_score = image_score
+        super().__init__(backbone_name=backbone_name, blur_sigma=blur_sigma, **kwargs)
         self.memory_bank: torch.Tensor | None = None
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
@@ -169,4 +185,5 @@ class PatchCore(AnomalyModel):
             default_searcher(self.device),
             AnomalyMapGenerator(self.preprocess.output_size, self.blur_sigma),
             self.n_reweight,
+            self.image_score,
         )

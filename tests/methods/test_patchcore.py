@@ -6,7 +6,7 @@ import torch
 
 from indad.memory import FaissNearestNeighbors
 from indad.methods import NotFittedError
-from indad.methods.patchcore import patch_embedding, reweighted_scores
+from indad.methods.patchcore import patch_embedding, reweighting_weights
 from indad.models import PatchCore
 from tests.conftest import make_layout
 
@@ -29,12 +29,13 @@ def test_reweighting_matches_equation_7():
     queries = torch.randn(3, 20, 5, generator=gen)
     searcher = FaissNearestNeighbors().fit(bank)
     d, i = searcher.search(queries.reshape(-1, 5), 1)
+    s_star = d.view(3, 20).max(dim=1).values
     for b in (1, 3, 9):
-        ours = reweighted_scores(queries, d.view(3, 20), i.view(3, 20), bank, searcher, b)
+        ours = reweighting_weights(queries, d.view(3, 20), i.view(3, 20), bank, searcher, b) * s_star
         ref = [slow_reweighted_score(q.double().numpy(), bank.double().numpy(), b) for q in queries]
         assert np.allclose(ours.numpy(), ref, rtol=1e-4, atol=1e-5)
-    plain = reweighted_scores(queries, d.view(3, 20), i.view(3, 20), bank, searcher, 0)
-    assert torch.equal(plain, d.view(3, 20).max(dim=1).values)
+    assert torch.equal(reweighting_weights(queries, d.view(3, 20), i.view(3, 20), bank, searcher, 0),
+                       torch.ones(3))
 
 
 def test_patch_embedding_shapes_and_local_average():
@@ -44,7 +45,7 @@ def test_patch_embedding_shapes_and_local_average():
     emb = patch_embedding([f1, f2])
     assert emb.shape == (1, 5, 8, 8)
     assert emb[0, 0, 3:6, 3:6].eq(1.0).all() and emb[0, 0, 0, 0] == 0  # 3x3 mean spreads the peak
-    assert torch.allclose(emb[0, 2:, 1:-1, 1:-1], torch.ones(3, 6, 6))
+    assert torch.allclose(emb[0, 2:, 3:5, 3:5], torch.ones(3, 2, 2))
     assert torch.allclose(emb[0, 2:, 0, 0], torch.full((3,), 4 / 9))  # zero padding at the corners
 
 
@@ -80,9 +81,24 @@ def test_same_seed_same_model(fitted):
     assert torch.equal(model.memory_bank, again.memory_bank)
 
 
+def test_image_score_modes(fitted):
+    model, root = fitted
+    maps_mode = model.predict(root)
+    model.module.image_score = "max_patch"
+    try:
+        patch_mode = model.predict(root)
+    finally:
+        model.module.image_score = "max_map"
+    np.testing.assert_allclose(maps_mode.scores, maps_mode.maps.max(axis=(1, 2)), rtol=1e-6)
+    assert not np.allclose(patch_mode.scores, maps_mode.scores)
+    np.testing.assert_array_equal(patch_mode.maps, maps_mode.maps)
+
+
 def test_unfitted_and_bad_parameters():
     with pytest.raises(ValueError, match="f_coreset"):
         PatchCore(f_coreset=1.5)
+    with pytest.raises(ValueError, match="image_score"):
+        PatchCore(image_score="mean")
     with pytest.raises(ValueError, match="image_size"):
         PatchCore(image_size=8)
     with pytest.raises(NotFittedError):
@@ -103,3 +119,12 @@ def test_end_to_end_hazelnut(hazelnut):
     assert result["pixel_auroc"] >= 0.95
     assert result["aupro"] >= 0.8
     assert result["n_images"] == 10 and result["n_pixel_images"] == 10
+
+
+def test_tensor_input_and_unlabelled_evaluate(fitted):
+    model, root = fitted
+    x = torch.zeros(3, 3, 64, 64)
+    pred = model.predict(x, batch_size=2)
+    assert pred.paths == ["<tensor 0>", "<tensor 1>", "<tensor 2>"] and pred.maps.shape == (3, 64, 64)
+    with pytest.raises(ValueError, match="labelled data"):
+        model.evaluate(root / "test" / "good")
