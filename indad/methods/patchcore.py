@@ -36,6 +36,13 @@ def patch_embedding(features: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(out, dim=1)
 
 
+def patch_queries(backbone: Backbone, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Patch features ``(B, h * w, D)`` of a normalised batch, and the patch grid size ``(h, w)``."""
+    emb = patch_embedding(backbone(images))
+    b, d, h, w = emb.shape
+    return emb.permute(0, 2, 3, 1).reshape(b, h * w, d), (h, w)
+
+
 def reweighting_weights(
     queries: torch.Tensor,
     distances: torch.Tensor,
@@ -102,9 +109,8 @@ class PatchCoreModule(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        emb = patch_embedding(self.backbone(images))
-        b, d, h, w = emb.shape
-        queries = emb.permute(0, 2, 3, 1).reshape(b, h * w, d)
+        queries, (h, w) = patch_queries(self.backbone, images)
+        b, _, d = queries.shape
         dist, idx = self.searcher.search(queries.reshape(-1, d), 1)
         dist, idx = dist.view(b, h * w), idx.view(b, h * w)
         maps = self.map_generator(dist.view(b, h, w))
@@ -164,8 +170,8 @@ class PatchCore(AnomalyModel):
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Patch features ``(B * h * w, D)`` of a normalised batch."""
-        emb = patch_embedding(self.backbone(images))
-        return emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1])
+        queries, _ = patch_queries(self.backbone, images)
+        return queries.reshape(-1, queries.shape[-1])
 
     def _fit(self, batches: Iterable[dict]) -> None:
         start = time.perf_counter()

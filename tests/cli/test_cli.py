@@ -26,7 +26,7 @@ def test_run_writes_results(tmp_path, datasets_root):
     report = json.loads(next(out.glob("*.json")).read_text())
     res = report["datasets"]["hazelnut_reduced"]
     assert res["image_auroc"] >= 0.9 and res["pixel_auroc"] >= 0.95
-    assert report["params"]["f_coreset"] == 0.1 and report["backbone"]["weights_source"] == "PyPI package"
+    assert report["params"]["f_coreset"] == 0.01 and report["backbone"]["weights_source"] == "PyPI package"
     assert {"fit_s", "features_s", "coreset_s", "predict_ms_per_image"} <= set(res["timings"])
     assert {"torch", "timm", "faiss", "indad"} <= set(report["versions"])
     csv_lines = next(out.glob("*_scores.csv")).read_text().splitlines()
