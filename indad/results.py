@@ -109,7 +109,7 @@ def scores_csv(per_image: dict[str, dict]) -> str:
     writer = csv.writer(buf)
     writer.writerow(["dataset", "path", "defect", "label", "score"])
     for name, res in per_image.items():
-        for row in zip(res["paths"], res["defects"], res["labels"], res["scores"]):
+        for row in zip(res["paths"], res["defects"], res["labels"], res["scores"], strict=True):
             writer.writerow([name, *row[:3], f"{row[3]:.6g}"])
     return buf.getvalue()
 

@@ -120,7 +120,7 @@ def _load_state_dict(model: nn.Module, state: dict[str, torch.Tensor], what: str
     if len(state) != len(own):
         raise WeightsNotFoundError(f"{what}: {len(state)} tensors, but the model has {len(own)}")
     mapped = {}
-    for (key, target), (src_key, value) in zip(own.items(), state.items()):
+    for (key, target), (src_key, value) in zip(own.items(), state.items(), strict=True):
         if tuple(target.shape) != tuple(value.shape):
             raise WeightsNotFoundError(
                 f"{what}: tensor {src_key} has shape {tuple(value.shape)}, model's {key} has {tuple(target.shape)}"

@@ -77,7 +77,7 @@ def test_truncated_backbone_equals_the_full_network(lite0):
     full.eval()
     x = torch.randn(2, 3, 96, 128)
     with torch.no_grad():
-        for a, b in zip(lite0(x), full(x)):
+        for a, b in zip(lite0(x), full(x), strict=True):
             assert torch.equal(a, b)
     assert len(lite0.model.blocks) < len(full.blocks)  # the later stages are gone
 
