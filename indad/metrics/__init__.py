@@ -48,7 +48,7 @@ def f1_max(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndar
 
 def _regions(masks: np.ndarray) -> tuple[np.ndarray, int]:
     """Connected defect regions (8-connectivity) labelled across all masks; 0 is background."""
-    labels = np.zeros(masks.shape, dtype=np.int64)
+    labels = np.zeros(masks.shape, dtype=np.int32)
     count = 0
     structure = np.ones((3, 3), dtype=bool)
     for i, mask in enumerate(masks):
@@ -68,7 +68,7 @@ def aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3) -> float:
     divided by ``fpr_limit``.
     """
     masks = np.asarray(masks).astype(bool)
-    maps = np.asarray(maps, dtype=np.float64)
+    maps = np.asarray(maps)
     if masks.shape != maps.shape:
         raise ValueError(f"masks {masks.shape} and maps {maps.shape} differ in shape")
     regions, n_regions = _regions(masks)
@@ -76,22 +76,23 @@ def aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3) -> float:
     if n_regions == 0 or n_normal == 0:
         log.warning("AUPRO is undefined: %s", "no defect regions" if n_regions == 0 else "no defect-free pixels")
         return float("nan")
-    flat_regions = regions.ravel()
-    region_sizes = np.bincount(flat_regions, minlength=n_regions + 1)
-    # Each pixel's contribution when the threshold falls to its score.
-    fp_step = np.where(flat_regions == 0, 1.0 / n_normal, 0.0)
-    pro_step = np.where(flat_regions > 0, 1.0 / (region_sizes[flat_regions] * n_regions), 0.0)
+    del masks
+    # Visit pixels from the highest score down; each moves FPR or one region's overlap.
     order = np.argsort(-maps.ravel(), kind="stable")
     scores = maps.ravel()[order]
-    fpr = np.cumsum(fp_step[order])
-    pro = np.cumsum(pro_step[order])
+    region_of = regions.ravel()[order]
+    del regions
+    fpr = np.cumsum(region_of == 0, dtype=np.int64) / n_normal
+    sizes = np.bincount(region_of, minlength=n_regions + 1).astype(np.float64)
+    weight = np.zeros(n_regions + 1)
+    weight[1:] = 1.0 / (sizes[1:] * n_regions)
+    pro = np.cumsum(weight[region_of])
+    del region_of, order
     # Pixels with equal scores cross the threshold together: keep the last of each run.
     last = np.r_[scores[1:] != scores[:-1], True]
-    fpr = np.r_[0.0, fpr[last]]
+    fpr = np.r_[0.0, np.minimum(fpr[last], 1.0)]
     pro = np.r_[0.0, pro[last]]
-    fpr = np.minimum(fpr, 1.0)
-    keep = fpr <= fpr_limit
-    cut = int(keep.sum())
+    cut = int((fpr <= fpr_limit).sum())
     x, y = fpr[:cut], pro[:cut]
     if cut < fpr.size and x[-1] < fpr_limit:
         x1, x2, y1, y2 = fpr[cut - 1], fpr[cut], pro[cut - 1], pro[cut]
