@@ -157,9 +157,6 @@ class AnomalyModel(ABC):
         return out
 
     # ----------------------------------------------------------------- data
-    def _loader(self, data, split: str, batch_size: int | None = None):
-        return make_loader(data, self.preprocess, split, batch_size or self.batch_size, self.num_workers)
-
     def _batches(self, data, split: str, desc: str, batch_size: int | None = None) -> Iterator[dict]:
         """Batches of ``data`` with the images on the model's device and a progress bar."""
         if isinstance(data, torch.Tensor):
@@ -171,7 +168,7 @@ class AnomalyModel(ABC):
                 yield {"image": chunk.to(self.device), "path": [f"<tensor {offset + i}>" for i in range(n)]}
                 offset += n
             return
-        loader = self._loader(data, split, batch_size)
+        loader = make_loader(data, self.preprocess, split, batch_size or self.batch_size, self.num_workers)
         total = len(loader) if hasattr(loader, "__len__") else None
         for batch in tqdm(loader, desc=desc, total=total, disable=not self.progress, leave=False):
             if isinstance(batch, (list, tuple)):  # a plain (images, ...) DataLoader

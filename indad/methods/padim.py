@@ -1,0 +1,141 @@
+"""PaDiM (Defard et al. 2020, "PaDiM: a Patch Distribution Modeling Framework for Anomaly Detection and Localization")."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..backbones import Backbone
+from .anomaly_map import AnomalyMapGenerator
+from .base import AnomalyModel
+
+log = logging.getLogger(__name__)
+
+
+def pyramid_embedding(features: list[torch.Tensor], channels: torch.Tensor | None = None) -> torch.Tensor:
+    """Stage maps upsampled to the finest one and concatenated ``(B, D, h, w)``, optionally a channel subset."""
+    size = features[0].shape[-2:]
+    maps = [f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="nearest") for f in features]
+    emb = torch.cat(maps, dim=1)
+    return emb if channels is None else emb.index_select(1, channels)
+
+
+class GaussianAccumulator:
+    """Running sums of per-position embeddings, in float64, for a mean and covariance per position.
+
+    Memory is ``P * d * d`` doubles whatever the number of images; sums from
+    several accumulators add exactly (:meth:`merge`).
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.sum: torch.Tensor | None = None
+        self.outer: torch.Tensor | None = None
+
+    def update(self, emb: torch.Tensor) -> None:
+        """Add a batch of embeddings ``(B, d, P)``."""
+        x = emb.double()
+        if self.sum is None:
+            b, d, p = x.shape
+            self.sum = torch.zeros(p, d, dtype=torch.float64, device=x.device)
+            self.outer = torch.zeros(p, d, d, dtype=torch.float64, device=x.device)
+        self.count += x.shape[0]
+        self.sum += x.sum(dim=0).T
+        self.outer += torch.einsum("bdp,bep->pde", x, x)
+
+    def merge(self, other: "GaussianAccumulator") -> None:
+        """Add another accumulator's sums (same shape)."""
+        self.count += other.count
+        self.sum += other.sum
+        self.outer += other.outer
+
+    def mean_and_covariance(self, epsilon: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-position mean ``(P, d)`` and unbiased covariance plus ``epsilon * I`` ``(P, d, d)``."""
+        if self.count < 2:
+            raise ValueError(f"PaDiM needs at least 2 training images, got {self.count}")
+        n = self.count
+        mean = self.sum / n
+        cov = (self.outer - n * mean[:, :, None] * mean[:, None, :]) / (n - 1)
+        cov += epsilon * torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
+        return mean, cov
+
+
+class PaDiMModule(nn.Module):
+    """Fitted PaDiM: normalised images -> (image scores ``(B,)``, anomaly maps ``(B, H, W)``)."""
+
+    def __init__(self, backbone: Backbone, channels: torch.Tensor, mean: torch.Tensor, inv_cov: torch.Tensor,
+                 map_generator: AnomalyMapGenerator) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.register_buffer("channels", channels)
+        self.register_buffer("mean", mean)  # (P, d)
+        self.register_buffer("inv_cov", inv_cov)  # (P, d, d)
+        self.map_generator = map_generator
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        emb = pyramid_embedding(self.backbone(images), self.channels)
+        b, d, h, w = emb.shape
+        delta = emb.reshape(b, d, h * w).permute(2, 0, 1) - self.mean[:, None, :]  # (P, B, d)
+        dist2 = (torch.bmm(delta, self.inv_cov) * delta).sum(-1)  # (P, B)
+        dist = dist2.clamp_min(0).sqrt().T.reshape(b, h, w)
+        maps = self.map_generator(dist)
+        return maps.amax(dim=(1, 2)), maps
+
+
+class PaDiM(AnomalyModel):
+    """PaDiM: a Gaussian per feature-map position, Mahalanobis distance as the anomaly score.
+
+    Parameters
+    ----------
+    d_reduced:
+        Channels kept by a seeded random choice (0 keeps all).
+    epsilon:
+        Regulariser added to each covariance diagonal.
+    strides:
+        Backbone stages used (default strides 4, 8 and 16).
+    **kwargs:
+        Shared options of :class:`~indad.methods.base.AnomalyModel`.
+    """
+
+    method = "padim"
+    default_strides = (4, 8, 16)
+
+    def __init__(self, backbone_name: str = "tf_efficientnet_lite0", d_reduced: int = 100, epsilon: float = 0.01,
+                 **kwargs) -> None:
+        if int(d_reduced) < 0:
+            raise ValueError(f"d_reduced must be >= 0, got {d_reduced}")
+        if float(epsilon) <= 0:
+            raise ValueError(f"epsilon must be > 0, got {epsilon}")
+        self.d_reduced = int(d_reduced)
+        self.epsilon = float(epsilon)
+        super().__init__(backbone_name=backbone_name, **kwargs)
+        total = sum(self.backbone.channels)
+        if self.d_reduced > total:
+            raise ValueError(f"d_reduced={self.d_reduced} exceeds the {total} channels of {backbone_name}")
+        gen = torch.Generator().manual_seed(self.seed)
+        keep = torch.randperm(total, generator=gen)[: self.d_reduced or total].sort().values
+        self.channels = keep.to(self.device)
+        self.accumulator: GaussianAccumulator | None = None
+
+    def _fit(self, batches: Iterable[dict]) -> None:
+        start = time.perf_counter()
+        acc = GaussianAccumulator()
+        for batch in batches:
+            emb = pyramid_embedding(self.backbone(batch["image"]), self.channels)
+            acc.update(emb.flatten(2))
+        self.accumulator = acc
+        self.timings["features_s"] = time.perf_counter() - start
+
+    def _build_module(self) -> PaDiMModule:
+        start = time.perf_counter()
+        mean, cov = self.accumulator.mean_and_covariance(self.epsilon)
+        inv = torch.linalg.inv(cov)
+        self.timings["gaussian_s"] = time.perf_counter() - start
+        return PaDiMModule(self.backbone, self.channels, mean.float(), inv.float(),
+                           AnomalyMapGenerator(self.preprocess.output_size, self.blur_sigma))

@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+import torch
+
+from indad.methods.padim import GaussianAccumulator, PaDiM, PaDiMModule, pyramid_embedding
+from tests.conftest import make_layout
+
+
+def slow_mahalanobis(train: np.ndarray, test: np.ndarray, eps: float) -> np.ndarray:
+    """Per position: np.cov of the stacked training embeddings, inverse, distance. train (N, d, P), test (M, d, P)."""
+    n, d, p = train.shape
+    out = np.zeros((test.shape[0], p))
+    for j in range(p):
+        cov = np.cov(train[:, :, j], rowvar=False) + eps * np.eye(d)
+        inv = np.linalg.inv(cov)
+        mu = train[:, :, j].mean(axis=0)
+        for i in range(test.shape[0]):
+            delta = test[i, :, j] - mu
+            out[i, j] = np.sqrt(delta @ inv @ delta)
+    return out
+
+
+def test_streaming_statistics_match_the_slow_version():
+    gen = torch.Generator().manual_seed(0)
+    train = torch.randn(30, 6, 10, generator=gen, dtype=torch.float64)
+    test = torch.randn(4, 6, 10, generator=gen, dtype=torch.float64)
+    acc = GaussianAccumulator()
+    for chunk in train.split(7):  # batch size never matters
+        acc.update(chunk)
+    mean, cov = acc.mean_and_covariance(0.01)
+    inv = torch.linalg.inv(cov)
+    delta = test.permute(2, 0, 1) - mean[:, None, :]
+    ours = (torch.bmm(delta, inv) * delta).sum(-1).sqrt().T.numpy()
+    np.testing.assert_allclose(ours, slow_mahalanobis(train.numpy(), test.numpy(), 0.01), rtol=1e-6)
+
+
+def test_merge_is_exact():
+    x = torch.randn(12, 3, 5, dtype=torch.float64)
+    whole, a, b = GaussianAccumulator(), GaussianAccumulator(), GaussianAccumulator()
+    whole.update(x)
+    a.update(x[:5])
+    b.update(x[5:])
+    a.merge(b)
+    for u, v in zip(whole.mean_and_covariance(0.1), a.mean_and_covariance(0.1), strict=True):
+        torch.testing.assert_close(u, v)
+
+
+def test_pyramid_embedding_upsamples_to_the_finest():
+    emb = pyramid_embedding([torch.zeros(2, 3, 8, 8), torch.ones(2, 4, 4, 4)], torch.tensor([0, 3, 6]))
+    assert emb.shape == (2, 3, 8, 8) and emb[:, 0].eq(0).all() and emb[:, 1:].eq(1).all()
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    root = make_layout(tmp_path_factory.mktemp("tiny") / "ds", n_train=6, size=(64, 64))
+    return PaDiM(image_size=64, d_reduced=20, batch_size=4, progress=False).fit(root), root
+
+
+def test_batch_size_never_changes_a_score(fitted):
+    model, root = fitted
+    one, many = model.predict(root, batch_size=1), model.predict(root, batch_size=5)
+    np.testing.assert_allclose(one.scores, many.scores, rtol=1e-4)
+    np.testing.assert_allclose(one.maps, many.maps, rtol=1e-4, atol=1e-5)
+    assert isinstance(model.module, PaDiMModule) and model.module.inv_cov.shape[-1] == 20
+
+
+def test_parameters_are_checked():
+    with pytest.raises(ValueError, match="d_reduced"):
+        PaDiM(d_reduced=10_000)
+    with pytest.raises(ValueError, match="epsilon"):
+        PaDiM(epsilon=0)
+
+
+def test_end_to_end_hazelnut(hazelnut):
+    result = PaDiM(progress=False).fit(hazelnut).evaluate(hazelnut)
+    assert result["pixel_auroc"] >= 0.95 and result["aupro"] >= 0.8
+    assert result["image_auroc"] >= 0.7  # 10 test images: a coarse check
