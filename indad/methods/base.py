@@ -206,20 +206,25 @@ class AnomalyModel(ABC):
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() first")
         return self.module
 
+    def _scored_batches(self, data, desc: str, batch_size: int | None) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
+        """Each batch of ``data`` (test split) with its image scores ``(B,)`` and anomaly maps ``(B, H, W)``."""
+        module = self._require_fitted()
+        for batch in self._batches(data, "test", desc, batch_size):
+            with torch.inference_mode():
+                scores, maps = module(batch["image"])
+            yield batch, scores.float().cpu().numpy(), maps.float().cpu().numpy()
+
     def predict(self, images, batch_size: int | None = None) -> Prediction:
         """Image scores and anomaly maps.
 
         ``images`` takes the same forms as :meth:`fit`; a dataset folder in MVTec
         AD layout is read from its ``test`` split.
         """
-        module = self._require_fitted()
         scores, maps, paths = [], [], []
-        with torch.inference_mode():
-            for batch in self._batches(images, "test", f"{self.method}: predict", batch_size):
-                s, m = module(batch["image"])
-                scores.append(s.float().cpu().numpy())
-                maps.append(m.float().cpu().numpy())
-                paths += list(batch.get("path", []))
+        for batch, s, m in self._scored_batches(images, f"{self.method}: predict", batch_size):
+            scores.append(s)
+            maps.append(m)
+            paths += list(batch.get("path", []))
         return Prediction(np.concatenate(scores), np.concatenate(maps), paths)
 
     def evaluate(self, data, batch_size: int | None = None) -> dict:
@@ -229,23 +234,20 @@ class AnomalyModel(ABC):
         ``f1_threshold``, per-defect image ROC AUC, counts, and the per-image
         ``scores``, ``labels``, ``defects`` and ``paths``.
         """
-        module = self._require_fitted()
         scores, labels, defects, paths = [], [], [], []
         masks, maps = [], []
         start = time.perf_counter()
-        with torch.inference_mode():
-            for batch in self._batches(data, "test", f"{self.method}: evaluate", batch_size):
-                if "label" not in batch or bool((torch.as_tensor(batch["label"]) < 0).any()):
-                    raise ValueError("evaluate needs labelled data: a dataset folder in MVTec AD layout")
-                s, m = module(batch["image"])
-                scores.append(s.float().cpu().numpy())
-                labels.append(np.asarray(batch["label"]))
-                defects += [d or "good" for d in batch["defect"]]
-                paths += list(batch["path"])
-                keep = np.asarray(batch["has_mask"], dtype=bool)
-                if keep.any():
-                    masks.append(batch["mask"].numpy()[keep])
-                    maps.append(m.float().cpu().numpy()[keep])
+        for batch, s, m in self._scored_batches(data, f"{self.method}: evaluate", batch_size):
+            if "label" not in batch or bool((np.asarray(batch["label"]) < 0).any()):
+                raise ValueError("evaluate needs labelled data: a dataset folder in MVTec AD layout")
+            scores.append(s)
+            labels.append(np.asarray(batch["label"]))
+            defects += [d or "good" for d in batch["defect"]]
+            paths += list(batch["path"])
+            keep = np.asarray(batch["has_mask"], dtype=bool)
+            if keep.any():
+                masks.append(batch["mask"].numpy()[keep])
+                maps.append(m[keep])
         elapsed = time.perf_counter() - start
         scores_arr, labels_arr = np.concatenate(scores), np.concatenate(labels)
         result = evaluate_predictions(
