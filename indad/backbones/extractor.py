@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 from typing import Sequence
 
@@ -12,7 +11,6 @@ from torch import nn
 
 from .weights import load_pretrained
 
-log = logging.getLogger(__name__)
 
 
 class BackboneError(ValueError):

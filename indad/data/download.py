@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import tarfile
@@ -14,7 +13,6 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
-log = logging.getLogger(__name__)
 
 
 class DownloadError(RuntimeError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import logging
 import os
 import random
 import time
@@ -21,7 +20,6 @@ from ..data import Preprocess, make_loader
 from ..data.transforms import as_size
 from ..metrics import evaluate_predictions
 
-log = logging.getLogger(__name__)
 
 
 class NotFittedError(RuntimeError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Iterable
 
@@ -14,7 +13,6 @@ from ..backbones import Backbone
 from .anomaly_map import AnomalyMapGenerator
 from .base import AnomalyModel
 
-log = logging.getLogger(__name__)
 
 
 def pyramid_embedding(features: list[torch.Tensor], channels: torch.Tensor | None = None) -> torch.Tensor:
