@@ -1,5 +1,5 @@
 """The methods by their seed-era import path: ``from indad.models import PatchCore``."""
 
-from .methods import METHODS, AnomalyModel, PaDiM, PatchCore, Prediction
+from .methods import METHODS, SPADE, AnomalyModel, PaDiM, PatchCore, Prediction
 
-__all__ = ["METHODS", "AnomalyModel", "PaDiM", "PatchCore", "Prediction"]
+__all__ = ["METHODS", "SPADE", "AnomalyModel", "PaDiM", "PatchCore", "Prediction"]

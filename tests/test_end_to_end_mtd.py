@@ -9,7 +9,7 @@ from indad.cli.main import cli
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method,image_min,pixel_min", [("patchcore", 0.975, 0.82), ("padim", 0.85, 0.70)])
+@pytest.mark.parametrize("method,image_min,pixel_min", [("patchcore", 0.975, 0.82), ("padim", 0.85, 0.70), ("spade", 0.85, 0.70)])
 def test_mtd_default_config(tmp_path, mtd, method, image_min, pixel_min):
     out = tmp_path / "results"
     result = CliRunner().invoke(cli, ["run", method, "--dataset", "mtd", "--data-root", str(mtd.parent),

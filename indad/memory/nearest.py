@@ -74,6 +74,36 @@ class TorchNearestNeighbors:
         return torch.cat(dists).to(queries.device), torch.cat(idxs).to(queries.device)
 
 
+def knn_distances(queries: torch.Tensor, bank: torch.Tensor, k: int = 1,
+                  block: tuple[int, int] = (2048, 1024)) -> torch.Tensor:
+    """Exact Euclidean distances ``(Q, k)`` from each query to its ``k`` nearest bank rows, ascending.
+
+    For a bank that changes with every query set (SPADE's per-image gallery):
+    no index is built, and the distance matrix is formed in blocks of
+    ``block`` (queries, bank rows) that fit in the CPU cache, never whole.
+    Computed in float32 on the queries' device.
+    """
+    if bank.shape[0] == 0:
+        raise ValueError("knn_distances: the bank is empty")
+    k = min(int(k), bank.shape[0])
+    q_all = queries.float()
+    bank = bank.to(q_all.device, torch.float32)
+    bank_sq = (bank * bank).sum(1)
+    out = []
+    for q in q_all.split(block[0]):
+        best: torch.Tensor | None = None  # k smallest of |b|^2 - 2 q.b so far
+        for b, b_sq in zip(bank.split(block[1]), bank_sq.split(block[1]), strict=True):
+            part = torch.addmm(b_sq[None, :], q, b.T, alpha=-2.0)
+            if k == 1:
+                part = part.amin(dim=1, keepdim=True)
+                best = part if best is None else torch.minimum(best, part)
+            else:
+                part = part if best is None else torch.cat([best, part], dim=1)
+                best = part.topk(min(k, part.shape[1]), dim=1, largest=False).values
+        out.append(((q * q).sum(1, keepdim=True) + best).clamp_min(0).sqrt())
+    return torch.cat(out)
+
+
 def default_searcher(device: torch.device) -> NearestNeighbors:
     """faiss on the CPU (and on CUDA when faiss has GPU support); torch on CUDA otherwise."""
     if device.type == "cuda":

@@ -3,7 +3,8 @@
 from .base import AnomalyModel, NotFittedError, Prediction
 from .padim import PaDiM
 from .patchcore import PatchCore
+from .spade import SPADE
 
-METHODS: dict[str, type[AnomalyModel]] = {"patchcore": PatchCore, "padim": PaDiM}
+METHODS: dict[str, type[AnomalyModel]] = {"patchcore": PatchCore, "padim": PaDiM, "spade": SPADE}
 
-__all__ = ["METHODS", "AnomalyModel", "NotFittedError", "PaDiM", "PatchCore", "Prediction"]
+__all__ = ["METHODS", "AnomalyModel", "NotFittedError", "PaDiM", "PatchCore", "Prediction", "SPADE"]

@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from indad.memory import FaissNearestNeighbors, TorchNearestNeighbors
+from indad.memory import FaissNearestNeighbors, TorchNearestNeighbors, knn_distances
 
 
 def test_faiss_and_torch_match_brute_force():
@@ -18,3 +19,16 @@ def test_k_larger_than_the_bank_is_clipped():
     bank = torch.randn(2, 4)
     d, i = FaissNearestNeighbors().fit(bank).search(torch.randn(5, 4), 3)
     assert d.shape == (5, 2) and i.shape == (5, 2)
+
+
+@pytest.mark.parametrize("k,block", [(1, (7, 13)), (4, (7, 13)), (4, (2048, 1024)), (20, (5, 3))])
+def test_knn_distances_match_brute_force(k, block):
+    gen = torch.Generator().manual_seed(1)
+    bank, queries = torch.randn(50, 6, generator=gen), torch.randn(30, 6, generator=gen)
+    ref = torch.cdist(queries.double(), bank.double()).topk(k, dim=1, largest=False).values
+    ours = knn_distances(queries, bank.half(), k, block)
+    assert ours.shape == (30, k) and ours.dtype == torch.float32
+    assert torch.allclose(ours.double(), torch.cdist(queries.double(), bank.half().double()).topk(
+        k, dim=1, largest=False).values, rtol=1e-4, atol=1e-4)
+    assert torch.allclose(knn_distances(queries, bank, k, block).double(), ref, rtol=1e-4, atol=1e-4)
+    assert knn_distances(queries, bank, 99).shape == (30, 50)

@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from indad.memory import TorchNearestNeighbors
+from indad.methods.anomaly_map import AnomalyMapGenerator
+from indad.methods.spade import SPADE, SPADEModule
+from tests.conftest import make_layout
+
+
+def slow_spade(train: list[np.ndarray], test: list[np.ndarray], k: int, kappa: int, aligned: bool, size: int):
+    """SPADE with loops: train/test are per stage (N, C, h, w), the last stage pooled for the neighbours."""
+    pooled_train = train[-1].mean(axis=(2, 3))
+    scores, maps = [], []
+    for i in range(test[0].shape[0]):
+        pooled = test[-1][i].mean(axis=(1, 2))
+        d_img = np.array([np.linalg.norm(pooled - p) for p in pooled_train])
+        nearest = np.argsort(d_img, kind="stable")[:k]
+        scores.append(np.sort(d_img)[:k].mean())
+        stage_maps = []
+        for tr, te in zip(train[:-1], test[:-1]):
+            c, h, w = te[i].shape
+            dmap = np.zeros((h, w))
+            for y in range(h):
+                for x in range(w):
+                    if aligned:
+                        cand = [np.linalg.norm(te[i, :, y, x] - tr[n, :, y, x]) for n in nearest]
+                    else:
+                        cand = [np.linalg.norm(te[i, :, y, x] - tr[n, :, yy, xx])
+                                for n in nearest for yy in range(h) for xx in range(w)]
+                    dmap[y, x] = np.mean(np.sort(cand)[:kappa])
+            up = F.interpolate(torch.from_numpy(dmap)[None, None].float(), size=(size, size), mode="bilinear",
+                               align_corners=False)
+            stage_maps.append(up[0, 0].numpy())
+        maps.append(np.mean(stage_maps, axis=0))
+    return np.array(scores), np.array(maps)
+
+
+@pytest.mark.parametrize("aligned,kappa", [(False, 1), (False, 3), (True, 1), (True, 2)])
+def test_matches_the_slow_version(aligned, kappa):
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(4, 6, 6), (5, 3, 3), (7, 2, 2)]
+    train = [torch.randn(9, *s, generator=gen) for s in shapes]
+    test = [torch.randn(3, *s, generator=gen) for s in shapes]
+    module = SPADEModule(nn.Identity(), train[-1].mean(dim=(2, 3)), [t.half() for t in train[:-1]], k=4,
+                         kappa=kappa, aligned=aligned, map_generator=AnomalyMapGenerator((12, 12), sigma=0.0),
+                         searcher=TorchNearestNeighbors())
+    scores, maps = module.score_features(test)
+    half_train = [t.half().float().numpy() for t in train[:-1]] + [train[-1].numpy()]
+    ref_scores, ref_maps = slow_spade(half_train, [t.numpy() for t in test], 4, kappa, aligned, 12)
+    np.testing.assert_allclose(scores.numpy(), ref_scores, rtol=1e-4)
+    np.testing.assert_allclose(maps.numpy(), ref_maps, rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    root = make_layout(tmp_path_factory.mktemp("tiny") / "ds", n_train=6, size=(64, 64))
+    return SPADE(image_size=64, k=3, batch_size=4, progress=False).fit(root), root
+
+
+def test_batch_size_never_changes_a_score(fitted):
+    model, root = fitted
+    one, many = model.predict(root, batch_size=1), model.predict(root, batch_size=5)
+    np.testing.assert_allclose(one.scores, many.scores, rtol=1e-4)
+    np.testing.assert_allclose(one.maps, many.maps, rtol=1e-4, atol=1e-5)
+    assert [p.dtype for p in model.pyramids] == [torch.float16] * 3
+    # A training image is in the gallery: its nearest image is itself, its map is (nearly) zero.
+    train = model.predict(sorted((root / "train" / "good").iterdir())[:1])
+    assert train.maps.max() < one.maps.max(axis=(1, 2)).min()
+
+
+def test_k_larger_than_the_training_set_is_clipped(fitted):
+    model, root = fitted
+    big = SPADE(image_size=64, k=50, batch_size=4, progress=False).fit(root)
+    assert big.module.k == 6 and np.all(np.isfinite(big.predict(root).scores))
+
+
+def test_parameters_are_checked():
+    with pytest.raises(ValueError, match="k and kappa"):
+        SPADE(k=0)
+    with pytest.raises(ValueError, match="at least two strides"):
+        SPADE(strides=[8])
+
+
+def test_end_to_end_hazelnut(hazelnut):
+    for aligned in (False, True):
+        result = SPADE(aligned=aligned, progress=False).fit(hazelnut).evaluate(hazelnut)
+        assert result["pixel_auroc"] >= 0.95 and result["aupro"] >= 0.8, aligned
+        assert result["image_auroc"] >= 0.7  # 10 test images: a coarse check
