@@ -2,36 +2,54 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import os
 import platform
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 METRIC_COLUMNS = (("image_auroc", "image ROC AUC"), ("pixel_auroc", "pixel ROC AUC"), ("aupro", "AUPRO@30%"),
                   ("f1_max", "image F1-max"))
 TIMING_COLUMNS = (("fit_s", "fit s"), ("predict_ms_per_image", "predict ms/img"))
 
 
-def write_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file renamed into place: never a half-written file."""
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path``, renamed onto it when the block succeeds and removed when it fails.
+
+    Whatever is written there (a file or a folder) replaces ``path`` in one step:
+    never half-written. An existing folder at ``path`` is replaced whole.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = work / path.name
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, (0o777 if tmp.is_dir() else 0o666) & ~umask)  # as if created directly
+        if path.is_dir() and not path.is_symlink():
+            os.replace(path, work / "replaced")  # os.replace cannot overwrite a non-empty folder
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file renamed into place: never a half-written file."""
+    with atomic_output(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def library_versions() -> dict[str, str]:

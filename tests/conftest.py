@@ -61,3 +61,20 @@ def make_layout(root: Path, n_train: int = 4, defects: dict[str, int] | None = N
                 m[5:15, 10:20] = 255
                 save_image(root / "ground_truth" / defect / f"{i:03d}_mask.png", m)
     return root
+
+
+TINY_PARAMS = {"patchcore": {"f_coreset": 0.25, "n_reweight": 3}, "padim": {"d_reduced": 20}, "spade": {"k": 3}}
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    return make_layout(tmp_path_factory.mktemp("tiny") / "ds", n_train=8, size=(64, 64))
+
+
+@pytest.fixture(scope="session", params=sorted(TINY_PARAMS))
+def tiny_model(request, tiny_root):
+    """Each method fitted on tiny random images at 64 px, thresholds from 2 held-out images."""
+    from indad.methods import METHODS
+
+    cls = METHODS[request.param]
+    return cls(image_size=64, batch_size=4, progress=False, **TINY_PARAMS[request.param]).fit(tiny_root, holdout=0.25)

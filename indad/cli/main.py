@@ -11,11 +11,12 @@ from .. import __version__
 from ..backbones import BackboneError, WeightsNotFoundError
 from ..config import ConfigError, load_config
 from ..data import DatasetLayoutError, DownloadError, ImageReadError
-from ..methods import METHODS
+from ..export.model_file import ModelFileError
+from ..methods import METHODS, NotFittedError
 
 # Errors a user can fix: shown as one clear message, without a traceback.
 USER_ERRORS = (ConfigError, BackboneError, WeightsNotFoundError, DatasetLayoutError, DownloadError, ImageReadError,
-               FileNotFoundError)
+               FileNotFoundError, FileExistsError, ModelFileError, NotFittedError)
 
 
 def setup_logging(verbose: bool, quiet: bool) -> None:
@@ -77,6 +78,141 @@ def run_command(method: str, datasets: tuple[str, ...], config: str | None, back
     click.echo(per_defect_table(report))
     for kind, path in paths.items():
         click.echo(f"{kind}: {path}")
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+MODEL_ARG = click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
+
+
+@cli.command("fit")
+@click.argument("method", type=click.Choice(sorted(METHODS)))
+@click.argument("data", type=click.Path(exists=True))
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
+              help="Model file to write (e.g. model.indad).")
+@click.option("--config", "-c", default=None, help="YAML config file or shipped config name.")
+@click.option("--backbone", default=None, help="timm backbone name (overrides the config).")
+@click.option("--weights", default=None, type=click.Path(dir_okay=False), help="Explicit backbone weight file.")
+@click.option("--device", default=None, help="auto (CUDA when present), cpu, cuda, cuda:N.")
+@click.option("--holdout", default=0.1, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="Share of the good images held out to calibrate the thresholds (0: none).")
+@click.option("--quantile", default=0.99, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+              help="Quantile of the held-out good scores used as threshold.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def fit_command(method: str, data: str, out: str, config: str | None, backbone: str | None, weights: str | None,
+                device: str | None, holdout: float, quantile: float, quiet: bool) -> None:
+    """Fit METHOD on DATA (a folder in MVTec AD layout, or a folder of good images) and save it to --out."""
+    from ..experiment import build_model
+
+    try:
+        params = load_config(config, method)["params"] if config else {}
+        overrides = {"backbone_name": backbone, "weights": weights, "device": device}
+        params.update({k: v for k, v in overrides.items() if v is not None})
+        params["progress"] = not quiet
+        model = build_model(method, params, config or "options").fit(data, holdout=holdout, quantile=quantile)
+        model.save(out)
+    except USER_ERRORS as exc:
+        raise _fail(exc) from exc
+    t = model.thresholds
+    click.echo(f"{method} fitted in {model.timings['fit_s']:.1f} s -> {out}")
+    if t is not None:
+        click.echo(f"thresholds from {t.n_images} held-out good images: image {t.image:.6g}, pixel {t.pixel:.6g}")
+
+
+@cli.command("calibrate")
+@MODEL_ARG
+@click.option("--good", "good", type=click.Path(exists=True), default=None,
+              help="Folder of good images not used in fit: thresholds at a quantile of their scores.")
+@click.option("--validation", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Labelled folder in MVTec AD layout: F1-optimal thresholds.")
+@click.option("--quantile", default=0.99, show_default=True, type=click.FloatRange(0, 1, min_open=True))
+@click.option("--device", default="auto", show_default=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def calibrate_command(model_path: str, good: str | None, validation: str | None, quantile: float, device: str,
+                      quiet: bool) -> None:
+    """Set MODEL's thresholds from good images (--good) or a labelled validation set (--validation)."""
+    from ..export.model_file import load_model
+
+    if (good is None) == (validation is None):
+        raise click.UsageError("give exactly one of --good or --validation")
+    try:
+        model = load_model(model_path, device=device, progress=not quiet)
+        t = model.calibrate(good, quantile) if good else model.calibrate_f1(validation)
+        model.save(model_path)
+    except USER_ERRORS as exc:
+        raise _fail(exc) from exc
+    click.echo(f"{model_path}: {t.rule} thresholds from {t.n_images} images: image {t.image:.6g}, pixel {t.pixel:.6g}")
+
+
+@cli.command("predict")
+@MODEL_ARG
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+@click.option("--runtime", type=click.Choice(["torch", "onnx"]), default=None,
+              help="torch (a model file) or onnx (an exported .onnx) [default: by the file's suffix].")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
+@click.option("--workers", default=0, show_default=True, type=click.IntRange(0), help="Image reading processes.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def predict_command(model_path: str, inputs: tuple[str, ...], out: str, overwrite: bool, runtime: str | None,
+                    batch_size: int, workers: int, device: str, quiet: bool) -> None:
+    """Score images and folders (recursively) with MODEL: CSV, heatmaps, overlays and masks in --out."""
+    from ..inference import open_scorer, predict_folder
+
+    runtime = runtime or ("onnx" if model_path.endswith(".onnx") else "torch")
+    try:
+        scorer = open_scorer(model_path, runtime, device)
+        result = predict_folder(scorer, inputs, out, overwrite, batch_size, workers, progress=not quiet)
+    except USER_ERRORS as exc:
+        raise _fail(exc) from exc
+    defective = sum(1 for r in result.rows if r["decision"] == "defective")
+    click.echo(f"{len(result.rows)} images, {defective} defective, {result.failed} unreadable -> {result.out}")
+    if scorer.thresholds is None:
+        click.echo("the model has no thresholds: no decisions or masks (see `indad calibrate`)", err=True)
+    if result.failed:
+        sys.exit(1)
+
+
+@cli.command("export")
+@MODEL_ARG
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx", show_default=True)
+@click.option("--out", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Output file [default: MODEL with .onnx or .pt].")
+@click.option("--device", default="cpu", show_default=True)
+def export_command(model_path: str, fmt: str, out: str | None, device: str) -> None:
+    """Export MODEL's whole pipeline (image tensor -> score, map) as ONNX or TorchScript."""
+    from pathlib import Path
+
+    from ..export.graph import SUFFIXES, export_model
+    from ..export.model_file import load_model
+
+    target = Path(out) if out else Path(model_path).with_suffix(SUFFIXES[fmt])
+    try:
+        export_model(load_model(model_path, device=device), target, fmt)
+    except USER_ERRORS as exc:
+        raise _fail(exc) from exc
+    click.echo(f"{fmt} -> {target}")
+
+
+@cli.command("update")
+@MODEL_ARG
+@click.argument("data", type=click.Path(exists=True))
+@click.option("--device", default="auto", show_default=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def update_command(model_path: str, data: str, device: str, quiet: bool) -> None:
+    """Add the good images in DATA to MODEL without refitting (thresholds are kept)."""
+    from ..export.model_file import load_model
+
+    try:
+        model = load_model(model_path, device=device, progress=not quiet)
+        model.add_normal(data)
+        model.save(model_path)
+    except USER_ERRORS as exc:
+        raise _fail(exc) from exc
+    click.echo(f"{model_path}: added the good images of {data}")
 
 
 def main() -> None:

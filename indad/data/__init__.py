@@ -15,6 +15,7 @@ from .folder import (
     samples_from_paths,
     scan_test,
     scan_train,
+    split_holdout,
 )
 from .images import IMAGE_EXTENSIONS, ImageReadError, list_images, read_image, read_mask
 from .mtd import MTD, layout_mtd
@@ -77,4 +78,5 @@ __all__ = [
     "samples_from_paths",
     "scan_test",
     "scan_train",
+    "split_holdout",
 ]

@@ -52,7 +52,8 @@ class Preprocess:
         """``(height, width)`` of the tensors this produces."""
         return self.crop or self.resize
 
-    def _crop_box(self) -> tuple[int, int, int, int] | None:
+    def crop_box(self) -> tuple[int, int, int, int] | None:
+        """``(left, top, right, bottom)`` of the centre crop in the resized image, or None."""
         if self.crop is None:
             return None
         (h, w), (ch, cw) = self.resize, self.crop
@@ -62,7 +63,7 @@ class Preprocess:
     def image(self, im: Image.Image) -> torch.Tensor:
         """An RGB PIL image as a normalised float tensor ``(3, H, W)``."""
         im = im.resize((self.resize[1], self.resize[0]), Image.BICUBIC)
-        box = self._crop_box()
+        box = self.crop_box()
         if box is not None:
             im = im.crop(box)
         x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)
@@ -73,7 +74,7 @@ class Preprocess:
     def mask(self, mask: np.ndarray) -> torch.Tensor:
         """A boolean mask ``(h, w)`` at the image's original size as a bool tensor ``(H, W)``."""
         im = Image.fromarray(mask.astype(np.uint8) * 255).resize((self.resize[1], self.resize[0]), Image.NEAREST)
-        box = self._crop_box()
+        box = self.crop_box()
         if box is not None:
             im = im.crop(box)
         return torch.from_numpy(np.asarray(im) > 127)

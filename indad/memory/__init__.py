@@ -1,16 +1,16 @@
 """Memory banks: greedy k-center coreset selection and nearest-neighbour search."""
 
 from .coreset import GreedyCoresetSampler, greedy_k_center, greedy_k_center_plain, random_projection
-from .nearest import FaissNearestNeighbors, NearestNeighbors, TorchNearestNeighbors, default_searcher, knn_distances
+from .nearest import FaissNearestNeighbors, NearestNeighbors, TorchNearestNeighbors, blocked_knn, default_searcher
 
 __all__ = [
     "FaissNearestNeighbors",
     "GreedyCoresetSampler",
     "NearestNeighbors",
     "TorchNearestNeighbors",
+    "blocked_knn",
     "default_searcher",
     "greedy_k_center",
     "greedy_k_center_plain",
-    "knn_distances",
     "random_projection",
 ]

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .nearest import blocked_knn
+
 log = logging.getLogger(__name__)
 
 
@@ -30,7 +32,8 @@ def random_projection(features: torch.Tensor, dim: int, seed: int = 0) -> torch.
 
 
 def greedy_k_center(
-    features: torch.Tensor, n: int, start: int = 0, progress: bool = False, bound_dims: int = 16
+    features: torch.Tensor, n: int, start: int = 0, progress: bool = False, bound_dims: int = 16,
+    initial_sq_dist: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Greedy k-center selection (Roth et al. 2021, Algorithm 1), exact, with pruned distance updates.
 
@@ -53,6 +56,10 @@ def greedy_k_center(
     bound_dims:
         Dimensions of the principal subspace used for the bound; 0 (or ``>= D/2``)
         computes every distance at every step.
+    initial_sq_dist:
+        ``(N,)`` squared distance of each point to centres chosen before (from
+        other points): the selection continues from them, and ``start`` is
+        ignored (the first point is the farthest one).
 
     Returns
     -------
@@ -70,9 +77,13 @@ def greedy_k_center(
         z_sq = (z * z).sum(dim=1)
         # Slack on the bound's comparison absorbs rounding: no true candidate is missed.
         slack = 1e-4 * (sq_norms + sq_norms.max())
-    min_dist = torch.full((total,), float("inf"), dtype=x.dtype, device=x.device)
+    if initial_sq_dist is None:
+        min_dist = torch.full((total,), float("inf"), dtype=x.dtype, device=x.device)
+        current = torch.tensor(start, dtype=torch.long, device=x.device)
+    else:
+        min_dist = initial_sq_dist.to(x.device, x.dtype).clone()
+        current = torch.argmax(min_dist)
     chosen = torch.empty(n, dtype=torch.long, device=x.device)
-    current = torch.tensor(start, dtype=torch.long, device=x.device)
     for i in tqdm(range(n), desc="coreset", disable=not progress, mininterval=1.0, leave=False):
         chosen[i] = current
         candidates = None
@@ -139,3 +150,18 @@ class GreedyCoresetSampler:
         start = int(torch.randint(total, (1,), generator=torch.Generator().manual_seed(self.seed)))
         log.info("coreset: choosing %d of %d points (%d dims)", n, total, projected.shape[1])
         return greedy_k_center(projected, n, start, progress=self.progress)
+
+    def extend(self, centres: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """Indices of new points to keep, continuing the greedy selection from ``centres``.
+
+        Keeps the same fraction of ``features`` as :meth:`select` would, each
+        step taking the point farthest from all centres, old and new.
+        """
+        total = features.shape[0]
+        n = max(1, int(round(self.fraction * total)))
+        if n >= total:
+            return torch.arange(total, device=features.device)
+        projected = random_projection(features, self.projection_dim, self.seed)
+        old = random_projection(centres.to(features.device, features.dtype), self.projection_dim, self.seed)
+        sq_dist = blocked_knn(projected, old, 1, block=(4096, 4096), with_indices=False)[0][:, 0].square()
+        return greedy_k_center(projected, n, progress=self.progress, initial_sq_dist=sq_dist)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Iterable, Protocol
 
 import numpy as np
 import torch
@@ -48,60 +48,93 @@ class FaissNearestNeighbors:
         return dist, torch.from_numpy(idx).to(queries.device)
 
 
+def blocked_knn(queries: torch.Tensor, bank_parts: torch.Tensor | Iterable[torch.Tensor], k: int = 1,
+                block: tuple[int | None, int] = (256, 512),
+                with_indices: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Exact Euclidean k nearest neighbours, computed in blocks, never the whole distance matrix.
+
+    Parameters
+    ----------
+    queries:
+        ``(..., Q, C)``; leading dimensions are batch dimensions.
+    bank_parts:
+        The bank ``(..., M, C)`` (batch dimensions matching or broadcasting), or an
+        iterable of such parts, searched as their concatenation along ``M``.
+    k:
+        Neighbours wanted (clipped to the bank size).
+    block:
+        ``(query rows, bank rows)`` per block; ``None`` query rows: no query split.
+        Block sizes and part sizes are the only loop bounds, so the computation
+        traces and exports with a dynamic batch dimension.
+    with_indices:
+        Also find the neighbours' indices (about twice the time for ``k = 1``).
+
+    Returns
+    -------
+    tuple[torch.Tensor, torch.Tensor]
+        Distances ``(..., Q, k)`` ascending (float32) and indices into the
+        concatenated bank (int64, or None), on the queries' device.
+    """
+    parts = [bank_parts] if isinstance(bank_parts, torch.Tensor) else bank_parts
+    q_all = queries.float()
+    q_blocks = q_all.split(block[0], dim=-2) if block[0] else (q_all,)
+    best: list[tuple[torch.Tensor, torch.Tensor | None] | None] = [None] * len(q_blocks)
+    offset = 0
+    for part in parts:
+        part = part.to(q_all.device, torch.float32)
+        for b in part.split(block[1], dim=-2):
+            b_sq = (b * b).sum(-1).unsqueeze(-2)
+            b_t = b.transpose(-1, -2)
+            for n, q in enumerate(q_blocks):
+                # |b|^2 - 2 q.b: the squared distance less |q|^2
+                d = torch.addmm(b_sq, q, b_t, alpha=-2.0) if q.dim() == 2 else torch.baddbmm(b_sq, q, b_t, alpha=-2.0)
+                best[n] = _merge_nearest(best[n], d, k, offset, with_indices)
+            offset += b.shape[-2]
+    if offset == 0:
+        raise ValueError("nearest-neighbour search in an empty bank")
+    dist = torch.cat([v for v, _ in best], -2)
+    dist = (dist + (q_all * q_all).sum(-1, keepdim=True)).clamp_min(0).sqrt()
+    return dist, torch.cat([i for _, i in best], -2) if with_indices else None
+
+
+def _merge_nearest(best: tuple[torch.Tensor, torch.Tensor | None] | None, d: torch.Tensor, k: int, offset: int,
+                   with_indices: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The ``k`` smallest values (and indices) of ``best`` and of a new block ``d`` whose columns start at ``offset``."""
+    if k == 1 and not with_indices:
+        vals = d.amin(dim=-1, keepdim=True)
+        return (vals if best is None else torch.minimum(best[0], vals)), None
+    vals, idx = d.topk(min(k, d.shape[-1]), dim=-1, largest=False) if k > 1 else d.min(dim=-1, keepdim=True)
+    idx = idx + offset
+    if best is None:
+        return vals, (idx if with_indices else None)
+    vals = torch.cat([best[0], vals], -1)
+    idx = torch.cat([best[1], idx], -1) if with_indices else None
+    if vals.shape[-1] > k:
+        vals, pos = vals.topk(k, dim=-1, largest=False)
+        idx = idx.gather(-1, pos) if with_indices else None
+    return vals, idx
+
+
 class TorchNearestNeighbors:
-    """Exact L2 search with torch matrix products, in chunks of queries, on the bank's device."""
+    """Exact L2 search with torch matrix products in blocks of bank rows, on the bank's device.
+
+    Queries are never split, so the search exports (ONNX, TorchScript) with a
+    dynamic number of queries; memory is ``Q x chunk`` floats.
+    """
 
     def __init__(self, chunk: int = 4096) -> None:
-        self.chunk = chunk
+        self.chunk = int(chunk)
         self.bank: torch.Tensor | None = None
 
     def fit(self, bank: torch.Tensor) -> "TorchNearestNeighbors":
         self.bank = bank.detach().float()
-        self._sq = (self.bank * self.bank).sum(1)
         return self
 
     def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.bank is None:
             raise RuntimeError("search before fit")
-        k = min(k, self.bank.shape[0])
-        q_all = queries.to(self.bank.device, torch.float32)
-        dists, idxs = [], []
-        for q in q_all.split(self.chunk):
-            sq = (q * q).sum(1, keepdim=True) + self._sq[None, :] - 2.0 * q @ self.bank.T
-            d, i = torch.topk(sq, k, dim=1, largest=False)
-            dists.append(d.clamp_min(0).sqrt())
-            idxs.append(i)
-        return torch.cat(dists).to(queries.device), torch.cat(idxs).to(queries.device)
-
-
-def knn_distances(queries: torch.Tensor, bank: torch.Tensor, k: int = 1,
-                  block: tuple[int, int] = (2048, 1024)) -> torch.Tensor:
-    """Exact Euclidean distances ``(Q, k)`` from each query to its ``k`` nearest bank rows, ascending.
-
-    For a bank that changes with every query set (SPADE's per-image gallery):
-    no index is built, and the distance matrix is formed in blocks of
-    ``block`` (queries, bank rows) that fit in the CPU cache, never whole.
-    Computed in float32 on the queries' device.
-    """
-    if bank.shape[0] == 0:
-        raise ValueError("knn_distances: the bank is empty")
-    k = min(int(k), bank.shape[0])
-    q_all = queries.float()
-    bank = bank.to(q_all.device, torch.float32)
-    bank_sq = (bank * bank).sum(1)
-    out = []
-    for q in q_all.split(block[0]):
-        best: torch.Tensor | None = None  # k smallest of |b|^2 - 2 q.b so far
-        for b, b_sq in zip(bank.split(block[1]), bank_sq.split(block[1]), strict=True):
-            part = torch.addmm(b_sq[None, :], q, b.T, alpha=-2.0)
-            if k == 1:
-                part = part.amin(dim=1, keepdim=True)
-                best = part if best is None else torch.minimum(best, part)
-            else:
-                part = part if best is None else torch.cat([best, part], dim=1)
-                best = part.topk(min(k, part.shape[1]), dim=1, largest=False).values
-        out.append(((q * q).sum(1, keepdim=True) + best).clamp_min(0).sqrt())
-    return torch.cat(out)
+        dist, idx = blocked_knn(queries.to(self.bank.device), self.bank, k, block=(None, self.chunk))
+        return dist.to(queries.device), idx.to(queries.device)
 
 
 def default_searcher(device: torch.device) -> NearestNeighbors:

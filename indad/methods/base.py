@@ -8,6 +8,7 @@ import random
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Iterable, Iterator
 
 import numpy as np
@@ -16,14 +17,19 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..backbones import Backbone, resolve_device
-from ..data import Preprocess, make_loader
+from ..data import Preprocess, make_loader, split_holdout
 from ..data.transforms import as_size
 from ..metrics import evaluate_predictions
+from ..thresholds import Thresholds, f1_thresholds, good_quantile_thresholds
 
 
 
 class NotFittedError(RuntimeError):
     """predict or evaluate called before fit."""
+
+
+class NotCalibratedError(RuntimeError):
+    """A decision asked of a model without thresholds."""
 
 
 @dataclass
@@ -43,9 +49,30 @@ class Prediction:
     scores: np.ndarray
     maps: np.ndarray
     paths: list[str] = field(default_factory=list)
+    thresholds: Thresholds | None = None
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
+
+    def _require_thresholds(self) -> Thresholds:
+        if self.thresholds is None:
+            raise NotCalibratedError("the model has no thresholds: fit(..., holdout=0.1) or calibrate() first")
+        return self.thresholds
+
+    @property
+    def normalized_scores(self) -> np.ndarray:
+        """``(N,)`` scores divided by the image threshold: 1.0 at the threshold."""
+        return self.scores / self._require_thresholds().image
+
+    @property
+    def is_defective(self) -> np.ndarray:
+        """``(N,)`` bool: score at or above the image threshold."""
+        return self.scores >= self._require_thresholds().image
+
+    @property
+    def masks(self) -> np.ndarray:
+        """``(N, H, W)`` bool: anomaly map at or above the pixel threshold."""
+        return self.maps >= self._require_thresholds().pixel
 
 
 def seed_everything(seed: int) -> None:
@@ -127,6 +154,7 @@ class AnomalyModel(ABC):
         self.backbone = Backbone(backbone_name, self.strides, weights=weights, fp16=fp16).to(self.device)
         self.preprocess = Preprocess(self.image_size, self.crop_size, self.backbone.mean, self.backbone.std)
         self.module: nn.Module | None = None
+        self.thresholds: Thresholds | None = None
         self.timings: dict[str, float] = {}
 
     # ----------------------------------------------------------------- hyperparameters
@@ -175,29 +203,90 @@ class AnomalyModel(ABC):
             yield batch
 
     # ----------------------------------------------------------------- fit / predict
-    def fit(self, data) -> "AnomalyModel":
+    def fit(self, data, holdout: float = 0.0, quantile: float = 0.99) -> "AnomalyModel":
         """Learn what normal looks like from good images.
 
         ``data`` is a dataset folder in MVTec AD layout (its ``train/good`` is
         used), a folder of images, a list of image paths, PIL images or arrays, an
         :class:`~indad.data.AnomalyDataset`, a DataLoader or a normalised tensor.
+        With ``holdout`` > 0 that share of the images (a folder or a list of
+        paths) is set aside at random (seeded) and the thresholds are calibrated
+        on it with :meth:`calibrate` and ``quantile``.
         """
         seed_everything(self.seed)
         start = time.perf_counter()
+        calibration = None
+        if holdout:
+            data, calibration = split_holdout(data, holdout, self.seed)
         self.timings = {}
+        self.thresholds = None
         with torch.inference_mode():
             self._fit(self._batches(data, "train", f"{self.method}: features"))
         self.module = self._build_module().eval()
         self.timings["fit_s"] = time.perf_counter() - start
+        if calibration is not None:
+            self.calibrate(calibration, quantile)
         return self
+
+    def calibrate(self, good_images, quantile: float = 0.99) -> Thresholds:
+        """Set the thresholds from images of good parts not used in fit (:func:`~indad.thresholds.good_quantile_thresholds`)."""
+        pred = self.predict(good_images)
+        self.thresholds = good_quantile_thresholds(pred.scores, pred.maps, quantile)
+        return self.thresholds
+
+    def calibrate_f1(self, validation) -> Thresholds:
+        """Set F1-optimal image and pixel thresholds on a labelled validation set (a folder in MVTec AD layout)."""
+        scores, labels, masks, maps = [], [], [], []
+        for batch, s, m in self._scored_batches(validation, f"{self.method}: calibrate", None):
+            if "label" not in batch or bool((np.asarray(batch["label"]) < 0).any()):
+                raise ValueError("F1 calibration needs labelled data: a dataset folder in MVTec AD layout")
+            scores.append(s)
+            labels.append(np.asarray(batch["label"]))
+            keep = np.asarray(batch["has_mask"], dtype=bool) | (np.asarray(batch["label"]) == 0)
+            masks.append(batch["mask"].numpy()[keep])
+            maps.append(m[keep])
+        self.thresholds = f1_thresholds(np.concatenate(labels), np.concatenate(scores), np.concatenate(masks),
+                                        np.concatenate(maps))
+        return self.thresholds
+
+    def add_normal(self, images) -> "AnomalyModel":
+        """Add good images to the fitted model without refitting on the old ones; thresholds are kept."""
+        self._require_fitted()
+        seed_everything(self.seed)
+        with torch.inference_mode():
+            self._add_normal(self._batches(images, "train", f"{self.method}: add normal"))
+        self.module = self._build_module().eval()
+        return self
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fitted model to one file (safetensors, no pickle); see :func:`indad.load`."""
+        from ..export.model_file import save_model
+
+        return save_model(self, path)
+
+    @abstractmethod
+    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The fitted state: tensors and plain values, enough for :meth:`_load_state`."""
+
+    @abstractmethod
+    def _load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """Restore what :meth:`_state` returned (tensors on the model's device)."""
+
+    @abstractmethod
+    def _add_normal(self, batches: Iterable[dict]) -> None:
+        """Extend the fitted state with batches of further normal images."""
 
     @abstractmethod
     def _fit(self, batches: Iterable[dict]) -> None:
         """Build the method's state from batches of normal images (``batch["image"]`` on the device)."""
 
     @abstractmethod
-    def _build_module(self) -> nn.Module:
-        """The fitted scoring module: normalised images ``(B, 3, H, W)`` -> (scores ``(B,)``, maps ``(B, H, W)``)."""
+    def _build_module(self, exportable: bool = False) -> nn.Module:
+        """The fitted scoring module: normalised images ``(B, 3, H, W)`` -> (scores ``(B,)``, maps ``(B, H, W)``).
+
+        ``exportable``: only torch operations (no faiss), with loop bounds that do
+        not depend on the batch size, for ONNX and TorchScript export.
+        """
 
     def _require_fitted(self) -> nn.Module:
         if self.module is None:
@@ -223,7 +312,7 @@ class AnomalyModel(ABC):
             scores.append(s)
             maps.append(m)
             paths += list(batch.get("path", []))
-        return Prediction(np.concatenate(scores), np.concatenate(maps), paths)
+        return Prediction(np.concatenate(scores), np.concatenate(maps), paths, self.thresholds)
 
     def evaluate(self, data, batch_size: int | None = None) -> dict:
         """Metrics on a labelled test set (a dataset folder in MVTec AD layout, or its test dataset).

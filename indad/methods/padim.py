@@ -123,14 +123,27 @@ class PaDiM(AnomalyModel):
 
     def _fit(self, batches: Iterable[dict]) -> None:
         start = time.perf_counter()
-        acc = GaussianAccumulator()
-        for batch in batches:
-            emb = pyramid_embedding(self.backbone(batch["image"]), self.channels)
-            acc.update(emb.flatten(2))
-        self.accumulator = acc
+        self.accumulator = GaussianAccumulator()
+        self._add_normal(batches)
         self.timings["features_s"] = time.perf_counter() - start
 
-    def _build_module(self) -> PaDiMModule:
+    def _add_normal(self, batches: Iterable[dict]) -> None:
+        for batch in batches:
+            emb = pyramid_embedding(self.backbone(batch["image"]), self.channels)
+            self.accumulator.update(emb.flatten(2))
+
+    def _state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        acc = self.accumulator
+        return {"channels": self.channels, "sum": acc.sum, "outer": acc.outer}, {"count": acc.count}
+
+    def _load_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        if not torch.equal(tensors["channels"].cpu(), self.channels.cpu()):
+            raise ValueError("the stored channel choice differs from the one this seed and backbone give")
+        self.accumulator = GaussianAccumulator()
+        self.accumulator.count = int(meta["count"])
+        self.accumulator.sum, self.accumulator.outer = tensors["sum"], tensors["outer"]
+
+    def _build_module(self, exportable: bool = False) -> PaDiMModule:
         start = time.perf_counter()
         mean, cov = self.accumulator.mean_and_covariance(self.epsilon)
         inv = torch.linalg.inv(cov)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbones import Backbone
-from ..memory import GreedyCoresetSampler, NearestNeighbors, default_searcher
+from ..memory import GreedyCoresetSampler, NearestNeighbors, TorchNearestNeighbors, default_searcher
 from .anomaly_map import AnomalyMapGenerator
 from .base import AnomalyModel
 
@@ -173,22 +173,35 @@ class PatchCore(AnomalyModel):
         queries, _ = patch_queries(self.backbone, images)
         return queries.reshape(-1, queries.shape[-1])
 
+    def _sampler(self) -> GreedyCoresetSampler:
+        return GreedyCoresetSampler(self.f_coreset, self.projection_dim, self.seed, self.progress)
+
     def _fit(self, batches: Iterable[dict]) -> None:
         start = time.perf_counter()
         bank = torch.cat([self.embed(batch["image"]) for batch in batches])
         self.timings["features_s"] = time.perf_counter() - start
         start = time.perf_counter()
-        sampler = GreedyCoresetSampler(self.f_coreset, self.projection_dim, self.seed, self.progress)
-        keep = sampler.select(bank)
+        keep = self._sampler().select(bank)
         self.memory_bank = bank[keep].contiguous()
         self.timings["coreset_s"] = time.perf_counter() - start
         log.info("patchcore: memory bank %d of %d patches, %d dims", len(keep), bank.shape[0], bank.shape[1])
 
-    def _build_module(self) -> PatchCoreModule:
+    def _add_normal(self, batches: Iterable[dict]) -> None:
+        new = torch.cat([self.embed(batch["image"]) for batch in batches])
+        keep = self._sampler().extend(self.memory_bank, new)
+        self.memory_bank = torch.cat([self.memory_bank, new[keep]]).contiguous()
+
+    def _state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        return {"memory_bank": self.memory_bank}, {}
+
+    def _load_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        self.memory_bank = tensors["memory_bank"]
+
+    def _build_module(self, exportable: bool = False) -> PatchCoreModule:
         return PatchCoreModule(
             self.backbone,
             self.memory_bank,
-            default_searcher(self.device),
+            TorchNearestNeighbors() if exportable else default_searcher(self.device),
             AnomalyMapGenerator(self.preprocess.output_size, self.blur_sigma),
             self.n_reweight,
             self.image_score,

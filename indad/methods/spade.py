@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbones import Backbone
-from ..memory import NearestNeighbors, default_searcher, knn_distances
+from ..memory import NearestNeighbors, TorchNearestNeighbors, blocked_knn, default_searcher
 from .anomaly_map import AnomalyMapGenerator
 from .base import AnomalyModel
 
@@ -20,34 +20,41 @@ def pooled_feature(feature: torch.Tensor) -> torch.Tensor:
     return feature.mean(dim=(2, 3))
 
 
-def gallery_distances(query: torch.Tensor, gallery: torch.Tensor, kappa: int, aligned: bool) -> torch.Tensor:
-    """Per-location mean distance of one image's features to their ``kappa`` nearest gallery features.
+def gallery_distances(query: torch.Tensor, bank: torch.Tensor, neighbours: torch.Tensor, kappa: int,
+                      aligned: bool, block: tuple[int, int] = (256, 512)) -> torch.Tensor:
+    """Per-location mean distance of test features to their ``kappa`` nearest features in a gallery.
 
     Parameters
     ----------
     query:
-        ``(C, h, w)`` features of the test image at one stage.
-    gallery:
-        ``(k, C, h, w)`` the same stage of its k nearest training images.
+        ``(B, C, h, w)`` features of the test images at one stage.
+    bank:
+        ``(N, C, h, w)`` the same stage of every training image (any float dtype).
+    neighbours:
+        ``(B, k)`` indices of each test image's k nearest training images: its gallery.
     kappa:
         Average the distances to this many nearest gallery features.
     aligned:
         Compare each location only with the same location of each gallery image
         (the seed's shortcut) instead of with every location of every gallery
         image (the paper).
+    block:
+        Query and gallery rows per block of the exact search.
 
     Returns
     -------
     torch.Tensor
-        ``(h, w)`` distances, float32.
+        ``(B, h, w)`` distances, float32.
     """
-    c, h, w = query.shape
+    idx = neighbours.to(bank.device)
     if aligned:
-        d = torch.linalg.vector_norm(gallery.float() - query.float()[None], dim=1)  # (k, h, w)
-        return d.topk(min(kappa, d.shape[0]), dim=0, largest=False).values.mean(dim=0)
-    q = query.reshape(c, h * w).T
-    g = gallery.permute(0, 2, 3, 1).reshape(-1, c)  # every location of every gallery image
-    return knn_distances(q, g, kappa).mean(dim=1).reshape(h, w)
+        d = torch.linalg.vector_norm(bank[idx].float() - query.float()[:, None], dim=2)  # (B, k, h, w)
+        return d.topk(min(kappa, d.shape[1]), dim=1, largest=False).values.mean(dim=1)
+    b, c, h, w = query.shape
+    q = query.flatten(2).transpose(1, 2)  # (B, h * w, C)
+    gallery = (bank[idx[:, j]].flatten(2).transpose(1, 2) for j in range(idx.shape[1]))  # one image at a time
+    dist, _ = blocked_knn(q, gallery, kappa, block, with_indices=False)
+    return dist.mean(dim=-1).view(b, h, w)
 
 
 class SPADEModule(nn.Module):
@@ -67,10 +74,14 @@ class SPADEModule(nn.Module):
         Upsampling and blur of the combined map.
     searcher:
         Nearest-neighbour strategy for the pooled features (default: faiss).
+    block:
+        Query and gallery rows per block of the gallery search: small blocks stay
+        in the CPU cache; large ones make a small exported graph.
     """
 
     def __init__(self, backbone: Backbone, pooled: torch.Tensor, pyramids: list[torch.Tensor], k: int, kappa: int,
-                 aligned: bool, map_generator: AnomalyMapGenerator, searcher: NearestNeighbors | None = None) -> None:
+                 aligned: bool, map_generator: AnomalyMapGenerator, searcher: NearestNeighbors | None = None,
+                 block: tuple[int, int] = (256, 512)) -> None:
         super().__init__()
         self.backbone = backbone
         self.register_buffer("pooled", pooled)
@@ -80,6 +91,7 @@ class SPADEModule(nn.Module):
         self.k, self.kappa, self.aligned = min(k, pooled.shape[0]), kappa, aligned
         self.map_generator = map_generator
         self.searcher = (searcher or default_searcher(pooled.device)).fit(pooled)
+        self.block = block
 
     @property
     def pyramids(self) -> list[torch.Tensor]:
@@ -94,14 +106,12 @@ class SPADEModule(nn.Module):
         """Scores and maps from backbone features (the pyramid stages, then the pooled stage)."""
         dist, idx = self.searcher.search(pooled_feature(feats[-1]), self.k)
         size = self.map_generator.size
-        maps = []
-        for i in range(feats[0].shape[0]):
-            stage_maps = []
-            for stage, bank in zip(feats[:-1], self.pyramids, strict=True):
-                d = gallery_distances(stage[i], bank[idx[i].to(bank.device)], self.kappa, self.aligned)
-                stage_maps.append(F.interpolate(d[None, None], size=size, mode="bilinear", align_corners=False))
-            maps.append(torch.cat(stage_maps, dim=1).mean(dim=1))
-        return dist.mean(dim=1), self.map_generator(torch.cat(maps))
+        stage_maps = [
+            F.interpolate(gallery_distances(stage, bank, idx, self.kappa, self.aligned, self.block)[:, None], size=size,
+                          mode="bilinear", align_corners=False)
+            for stage, bank in zip(feats[:-1], self.pyramids, strict=True)
+        ]
+        return dist.mean(dim=1), self.map_generator(torch.cat(stage_maps, dim=1).mean(dim=1))
 
 
 class SPADE(AnomalyModel):
@@ -145,9 +155,14 @@ class SPADE(AnomalyModel):
 
     def _fit(self, batches: Iterable[dict]) -> None:
         start = time.perf_counter()
+        self.pooled, self.pyramids = None, []
+        self._add_normal(batches)
+        self.timings["features_s"] = time.perf_counter() - start
+
+    def _add_normal(self, batches: Iterable[dict]) -> None:
         dtype = torch.float16 if self.half_precision_gallery else torch.float32
-        pooled: list[torch.Tensor] = []
-        pyramids: list[list[torch.Tensor]] = [[] for _ in self.strides[:-1]]
+        pooled = [] if self.pooled is None else [self.pooled]
+        pyramids: list[list[torch.Tensor]] = [[p] for p in self.pyramids] or [[] for _ in self.strides[:-1]]
         for batch in batches:
             feats = self.backbone(batch["image"])
             pooled.append(pooled_feature(feats[-1]).float())
@@ -157,8 +172,15 @@ class SPADE(AnomalyModel):
             raise ValueError("SPADE: no training images")
         self.pooled = torch.cat(pooled)
         self.pyramids = [torch.cat(p) for p in pyramids]
-        self.timings["features_s"] = time.perf_counter() - start
 
-    def _build_module(self) -> SPADEModule:
+    def _state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        return {"pooled": self.pooled, **{f"pyramid_{s}": p for s, p in enumerate(self.pyramids)}}, {}
+
+    def _load_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        self.pooled = tensors["pooled"]
+        self.pyramids = [tensors[f"pyramid_{s}"] for s in range(len(self.strides) - 1)]
+
+    def _build_module(self, exportable: bool = False) -> SPADEModule:
         return SPADEModule(self.backbone, self.pooled, self.pyramids, self.k, self.kappa, self.aligned,
-                           AnomalyMapGenerator(self.preprocess.output_size, self.blur_sigma))
+                           AnomalyMapGenerator(self.preprocess.output_size, self.blur_sigma),
+                           TorchNearestNeighbors() if exportable else None, (1024, 4096) if exportable else (256, 512))

@@ -79,3 +79,19 @@ def test_random_projection_is_seeded_and_roughly_isometric():
     ratio = torch.pdist(p1) / torch.pdist(x)
     assert 0.7 < float(ratio.min()) and float(ratio.max()) < 1.3
     assert random_projection(x[:, :64], 128).shape[1] == 64  # already small enough: unchanged
+
+
+def test_continuing_from_existing_centres_matches_the_slow_version():
+    rng = np.random.default_rng(3)
+    old, new = rng.normal(size=(12, 5)), rng.normal(size=(80, 5))
+    # Slow: the farthest new point from all centres so far, one at a time.
+    centres, expected = list(old), []
+    for _ in range(10):
+        d = [min(np.linalg.norm(p - c) for c in centres) if i not in expected else -1 for i, p in enumerate(new)]
+        expected.append(int(np.argmax(d)))
+        centres.append(new[expected[-1]])
+    sampler = GreedyCoresetSampler(fraction=10 / 80, projection_dim=0, progress=False)
+    assert sampler.extend(torch.from_numpy(old), torch.from_numpy(new)).tolist() == expected
+    # A point already among the centres is never chosen again.
+    again = sampler.extend(torch.from_numpy(new[:5]), torch.from_numpy(new))
+    assert not set(again.tolist()) & set(range(5))

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from indad.memory import FaissNearestNeighbors, TorchNearestNeighbors, knn_distances
+from indad.memory import FaissNearestNeighbors, TorchNearestNeighbors, blocked_knn
 
 
 def test_faiss_and_torch_match_brute_force():
@@ -21,14 +21,18 @@ def test_k_larger_than_the_bank_is_clipped():
     assert d.shape == (5, 2) and i.shape == (5, 2)
 
 
-@pytest.mark.parametrize("k,block", [(1, (7, 13)), (4, (7, 13)), (4, (2048, 1024)), (20, (5, 3))])
-def test_knn_distances_match_brute_force(k, block):
+@pytest.mark.parametrize("k,block", [(1, (7, 13)), (4, (7, 13)), (4, (None, 1024)), (20, (5, 3))])
+def test_blocked_knn_matches_brute_force(k, block):
     gen = torch.Generator().manual_seed(1)
-    bank, queries = torch.randn(50, 6, generator=gen), torch.randn(30, 6, generator=gen)
-    ref = torch.cdist(queries.double(), bank.double()).topk(k, dim=1, largest=False).values
-    ours = knn_distances(queries, bank.half(), k, block)
-    assert ours.shape == (30, k) and ours.dtype == torch.float32
-    assert torch.allclose(ours.double(), torch.cdist(queries.double(), bank.half().double()).topk(
-        k, dim=1, largest=False).values, rtol=1e-4, atol=1e-4)
-    assert torch.allclose(knn_distances(queries, bank, k, block).double(), ref, rtol=1e-4, atol=1e-4)
-    assert knn_distances(queries, bank, 99).shape == (30, 50)
+    bank, queries = torch.randn(2, 50, 6, generator=gen), torch.randn(2, 30, 6, generator=gen)
+    ref_d, ref_i = torch.cdist(queries.double(), bank.double()).topk(k, dim=-1, largest=False)
+    d, i = blocked_knn(queries, bank, k, block)
+    assert d.shape == i.shape == (2, 30, k) and d.dtype == torch.float32
+    assert torch.equal(i, ref_i) and torch.allclose(d.double(), ref_d, rtol=1e-4, atol=1e-4)
+    # The bank in parts (float16 here) is searched as their concatenation.
+    d, i = blocked_knn(queries, [bank[:, :17].half(), bank[:, 17:].half()], k, block)
+    ref_d, ref_i = torch.cdist(queries.double(), bank.half().double()).topk(k, dim=-1, largest=False)
+    assert torch.equal(i, ref_i) and torch.allclose(d.double(), ref_d, rtol=1e-4, atol=1e-4)
+    assert blocked_knn(queries[0], bank[0], 99)[0].shape == (30, 50)
+    with pytest.raises(ValueError, match="empty bank"):
+        blocked_knn(queries, [], 1)

@@ -1,0 +1,101 @@
+"""The whole scoring pipeline as a standalone graph: ONNX (run with ONNX Runtime) or TorchScript.
+
+The graph maps a normalised image batch ``(B, 3, H, W)`` (dynamic ``B``) to
+``(image scores (B,), anomaly maps (B, H, W))`` with the memory bank or the
+Gaussian statistics embedded; nearest-neighbour search runs in blocks of the
+bank inside the graph. The model's header (preprocessing, thresholds) travels
+in the ONNX metadata, and in a TorchScript file's extra files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data import Preprocess
+from ..results import atomic_output
+from ..thresholds import Thresholds
+from .model_file import HEADER_KEY, ModelFileError, header_of
+
+FORMATS = ("onnx", "torchscript")
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+
+
+def _example(model, batch: int = 2) -> torch.Tensor:
+    h, w = model.preprocess.output_size
+    return torch.zeros(batch, 3, h, w, device=model.device)
+
+
+def export_model(model, path: str | os.PathLike, fmt: str = "onnx") -> Path:
+    """Write a fitted model's pipeline as ONNX or TorchScript to ``path``, atomically."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    model._require_fitted()
+    module = model._build_module(exportable=True).eval()
+    header = json.dumps(header_of(model))
+    with atomic_output(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if fmt == "onnx":
+            batch = torch.export.Dim("batch", min=1, max=4096)
+            program = torch.onnx.export(module, (_example(model),), dynamo=True, verbose=False,
+                                        input_names=["image"], output_names=["score", "anomaly_map"],
+                                        dynamic_shapes={"images": {0: batch}})
+            program.model.metadata_props[HEADER_KEY] = header
+            program.save(str(tmp))
+        else:
+            with torch.no_grad():
+                traced = torch.jit.trace(module, _example(model), check_trace=False)
+            torch.jit.save(traced, str(tmp), _extra_files={HEADER_KEY: header})
+    return Path(path)
+
+
+class OnnxScorer:
+    """An exported ONNX model run with ONNX Runtime: ``scorer(images) -> (scores, maps)`` as numpy arrays.
+
+    Attributes
+    ----------
+    header:
+        The model header (method, hyperparameters, preprocessing, thresholds).
+    preprocess:
+        The image preprocessing the model expects.
+    thresholds:
+        The calibrated thresholds, or None.
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFileError(f"no such ONNX model: {path}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=_providers(ort))
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise ModelFileError(f"{path} is not a readable ONNX model: {e}") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if HEADER_KEY not in meta:
+            raise ModelFileError(f"{path} was not exported by indad (no '{HEADER_KEY}' metadata)")
+        self.header = json.loads(meta[HEADER_KEY])
+        p = self.header["preprocess"]
+        self.preprocess = Preprocess(tuple(p["resize"]), tuple(p["crop"]) if p["crop"] else None,
+                                     tuple(p["mean"]), tuple(p["std"]))
+        t = self.header.get("thresholds")
+        self.thresholds = None if t is None else Thresholds.from_dict(t)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, images: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+        scores, maps = self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})
+        return scores, maps
+
+
+def _providers(ort) -> list[str]:
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]

@@ -1,0 +1,204 @@
+"""Score folders of images with a saved model (torch or ONNX Runtime) and write a CSV and pictures per image."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..data import Preprocess, read_image
+from ..data.images import is_image_file, list_images
+from ..results import atomic_output
+from ..thresholds import Thresholds
+from .visualize import heatmap_image, map_to_original, mask_image, overlay_image
+
+CSV_COLUMNS = ("path", "score", "normalized_score", "decision", "threshold", "error")
+
+
+class Scorer(Protocol):
+    """A fitted pipeline: normalised images ``(B, 3, H, W)`` -> (scores ``(B,)``, maps ``(B, H, W)``), numpy."""
+
+    preprocess: Preprocess
+    thresholds: Thresholds | None
+
+    def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class TorchScorer:
+    """A fitted :class:`~indad.methods.AnomalyModel` as a :class:`Scorer`."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.module = model._require_fitted()
+        self.preprocess = model.preprocess
+        self.thresholds = model.thresholds
+
+    def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            scores, maps = self.module(images.to(self.model.device))
+        return scores.float().cpu().numpy(), maps.float().cpu().numpy()
+
+
+def open_scorer(path: str | os.PathLike, runtime: str = "torch", device: str = "auto") -> Scorer:
+    """A scorer for a model file (``runtime="torch"``) or an exported ``.onnx`` file (``runtime="onnx"``).
+
+    With ``runtime="onnx"`` and a model file, the ``.onnx`` file beside it
+    (same name, written by ``indad export``) is used.
+    """
+    path = Path(path)
+    if runtime == "onnx":
+        from ..export.graph import OnnxScorer
+        from ..export.model_file import ModelFileError
+
+        onnx_path = path if path.suffix == ".onnx" else path.with_suffix(".onnx")
+        if not onnx_path.is_file():
+            raise ModelFileError(f"no ONNX export of {path}: run `indad export {path} --format onnx` first")
+        return OnnxScorer(onnx_path)
+    if runtime != "torch":
+        raise ValueError(f"unknown runtime {runtime!r}; choose torch or onnx")
+    from ..export.model_file import load_model
+
+    return TorchScorer(load_model(path, device=device))
+
+
+def collect_images(inputs: Sequence[str | os.PathLike], exclude: Path | None = None) -> tuple[list[Path], Path]:
+    """The image files named or found (recursively) in ``inputs``, and the folder their output names start from.
+
+    Files that do not look like images by extension are kept when named
+    directly (they get an error row); folders contribute only image files.
+    """
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files += [f for f in list_images(p, recursive=True)
+                      if exclude is None or exclude.resolve() not in f.resolve().parents]
+        elif p.exists():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {p}")
+    if not files:
+        raise FileNotFoundError(f"no images in {', '.join(str(i) for i in inputs)}")
+    seen: set[Path] = set()
+    unique = [f for f in files if not (f.resolve() in seen or seen.add(f.resolve()))]
+    roots = [Path(i).resolve() if Path(i).is_dir() else Path(i).resolve().parent for i in inputs]
+    return unique, Path(os.path.commonpath([str(r) for r in roots]))
+
+
+class _ImageFiles(Dataset):
+    """Images read and preprocessed, or the error that stopped it: never raises."""
+
+    def __init__(self, files: list[Path], preprocess: Preprocess) -> None:
+        self.files, self.preprocess = files, preprocess
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> dict:
+        path = self.files[i]
+        try:
+            if not is_image_file(path):
+                raise ValueError(f"not an image file (by its extension): {path}")
+            image = read_image(path)
+            return {"index": i, "image": self.preprocess.image(image), "original": image, "error": ""}
+        except Exception as exc:  # any unreadable file becomes a CSV row, the rest are still scored
+            return {"index": i, "image": None, "original": None, "error": str(exc) or type(exc).__name__}
+
+
+def _collate(items: list[dict]) -> list[dict]:
+    return items
+
+
+@dataclass
+class FolderPrediction:
+    """What :func:`predict_folder` did: the CSV rows, how many images failed, where the outputs are."""
+
+    rows: list[dict]
+    failed: int
+    out: Path
+
+
+def predict_folder(scorer: Scorer, inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
+                   overwrite: bool = False, batch_size: int = 16, num_workers: int = 0,
+                   progress: bool = True) -> FolderPrediction:
+    """Score every image of ``inputs`` and write ``out/predictions.csv`` and per-image pictures.
+
+    For each image ``REL`` (its path relative to the input folder):
+    ``heatmaps/REL.png`` (the anomaly map in colour, 0 to twice the pixel
+    threshold), ``overlays/REL.png`` (on the original image, at its original
+    size, defect outlines in white) and ``masks/REL.png`` (map at or above the
+    pixel threshold; all black without thresholds). Unreadable images get an
+    error in their CSV row and on stderr. ``out`` appears complete or not at
+    all; an existing ``out`` is replaced only with ``overwrite``.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"output folder {out} exists: choose another or pass --overwrite")
+    files, base = collect_images(inputs, exclude=out)
+    loader = DataLoader(_ImageFiles(files, scorer.preprocess), batch_size=batch_size, num_workers=num_workers,
+                        collate_fn=_collate)
+    thresholds = scorer.thresholds
+    rows: list[dict] = [{} for _ in files]
+    with atomic_output(out) as tmp:
+        for batch in tqdm(loader, desc="predict", disable=not progress, leave=False):
+            good = [item for item in batch if not item["error"]]
+            for item in batch:
+                if item["error"]:
+                    print(f"error: {files[item['index']]}: {item['error']}", file=sys.stderr)
+                    rows[item["index"]] = _row(files[item["index"]], None, thresholds, item["error"])
+            if not good:
+                continue
+            scores, maps = scorer(torch.stack([item["image"] for item in good]))
+            for item, score, amap in zip(good, scores, maps, strict=True):
+                path = files[item["index"]]
+                rel = _relative(path, base)
+                _write_pictures(tmp, rel, item["original"], amap, scorer.preprocess, thresholds)
+                rows[item["index"]] = _row(path, float(score), thresholds, "")
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        tmp.mkdir(parents=True, exist_ok=True)
+        (tmp / "predictions.csv").write_text(buffer.getvalue(), encoding="utf-8")
+    return FolderPrediction(rows, sum(1 for r in rows if r["error"]), out)
+
+
+def _relative(path: Path, base: Path) -> Path:
+    resolved = path.resolve()
+    return resolved.relative_to(base) if base in resolved.parents else Path(resolved.name)
+
+
+def _row(path: Path, score: float | None, thresholds: Thresholds | None, error: str) -> dict:
+    row = {"path": str(path), "score": "", "normalized_score": "", "decision": "", "threshold": "", "error": error}
+    if score is not None:
+        row["score"] = f"{score:.6g}"
+        if thresholds is not None:
+            row["normalized_score"] = f"{score / thresholds.image:.6g}"
+            row["decision"] = "defective" if score >= thresholds.image else "good"
+            row["threshold"] = f"{thresholds.image:.6g}"
+    return row
+
+
+def _write_pictures(root: Path, rel: Path, original, amap: np.ndarray, preprocess: Preprocess,
+                    thresholds: Thresholds | None) -> None:
+    full = map_to_original(amap, preprocess, original.size)
+    if thresholds is not None:
+        mask, vmax = full >= thresholds.pixel, 2.0 * thresholds.pixel
+    else:
+        mask, vmax = np.zeros(full.shape, dtype=bool), float(full.max())
+    heat = heatmap_image(full, vmax)
+    name = rel.with_suffix(".png")
+    for kind, picture in (("heatmaps", heat), ("overlays", overlay_image(original, heat, mask)),
+                          ("masks", mask_image(mask))):
+        target = root / kind / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        picture.save(target)

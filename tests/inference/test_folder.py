@@ -1,0 +1,82 @@
+import csv
+import hashlib
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from indad.cli.main import cli
+from indad.data import Preprocess
+from indad.inference import TorchScorer, map_to_original, predict_folder
+from tests.conftest import save_image
+
+
+def _digest(folder):
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture()
+def inputs(tmp_path):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "in"
+    save_image(root / "a.png", rng.integers(0, 255, (50, 70, 3), dtype=np.uint8))
+    save_image(root / "sub" / "a.png", rng.integers(0, 255, (64, 64), dtype=np.uint8), "L")  # same name, other folder
+    (root / "sub" / "broken.png").write_bytes(b"\x89PNG truncated")
+    return root
+
+
+def test_folder_prediction_writes_everything_and_reports_bad_files(tiny_model, inputs, tmp_path, capsys):
+    before = _digest(inputs)
+    out = tmp_path / "out"
+    result = predict_folder(TorchScorer(tiny_model), [inputs], out, batch_size=2, progress=False)
+    assert result.failed == 1 and "broken.png" in capsys.readouterr().err
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert [r["path"] for r in rows] == [str(inputs / "a.png"), str(inputs / "sub" / "a.png"),
+                                         str(inputs / "sub" / "broken.png")]
+    ok, bad = rows[0], rows[2]
+    assert bad["error"] and bad["score"] == ""
+    t = tiny_model.thresholds
+    assert float(ok["normalized_score"]) == pytest.approx(float(ok["score"]) / t.image, rel=1e-4)
+    assert ok["decision"] == ("defective" if float(ok["score"]) >= t.image else "good")
+    for kind in ("heatmaps", "overlays", "masks"):
+        assert Image.open(out / kind / "a.png").size == (70, 50)  # the original size
+        assert Image.open(out / kind / "sub" / "a.png").size == (64, 64)
+    assert set(np.unique(np.asarray(Image.open(out / "masks" / "a.png")))) <= {0, 255}
+    assert _digest(inputs) == before  # inputs untouched
+    # An existing output folder is kept unless asked to overwrite it.
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        predict_folder(TorchScorer(tiny_model), [inputs], out, progress=False)
+    (out / "stale.txt").write_text("old")
+    predict_folder(TorchScorer(tiny_model), [inputs / "a.png"], out, overwrite=True, progress=False)
+    assert not (out / "stale.txt").exists() and len(list(csv.DictReader((out / "predictions.csv").open()))) == 1
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary leftovers
+
+
+def test_cli_fit_predict_calibrate_update_export(tiny_root, inputs, tmp_path):
+    run = CliRunner().invoke
+    model = tmp_path / "m.indad"
+    r = run(cli, ["fit", "padim", str(tiny_root), "-o", str(model), "-q"])
+    assert r.exit_code == 0, r.output
+    assert "thresholds from 1 held-out good images" in r.output
+    r = run(cli, ["predict", str(model), str(inputs), "-o", str(tmp_path / "out"), "-q"])
+    assert r.exit_code == 1 and "1 unreadable" in r.output  # a broken image: non-zero exit, the rest scored
+    assert (tmp_path / "out" / "overlays" / "a.png").is_file()
+    r = run(cli, ["calibrate", str(model), "--validation", str(tiny_root), "-q"])
+    assert r.exit_code == 0 and "f1_max thresholds" in r.output, r.output
+    r = run(cli, ["update", str(model), str(tiny_root / "test" / "good"), "-q"])
+    assert r.exit_code == 0, r.output
+    r = run(cli, ["export", str(model), "--format", "torchscript"])
+    assert r.exit_code == 0 and (tmp_path / "m.pt").is_file(), r.output
+    r = run(cli, ["predict", str(model), str(inputs), "-o", str(tmp_path / "o2"), "--runtime", "onnx"])
+    assert r.exit_code == 1 and "indad export" in r.output
+    r = run(cli, ["calibrate", str(model)])
+    assert r.exit_code == 2 and "exactly one of --good or --validation" in r.output
+    r = run(cli, ["predict", str(tmp_path / "nope.indad"), str(inputs), "-o", str(tmp_path / "o3")])
+    assert r.exit_code == 1 and "no such model file" in r.output
+
+
+def test_map_back_to_the_original_with_a_crop():
+    pre = Preprocess((8, 8), (4, 4), (0.5,) * 3, (0.5,) * 3)
+    full = map_to_original(np.ones((4, 4), dtype=np.float32), pre, (16, 16))
+    assert full.shape == (16, 16) and full[8, 8] == 1.0 and full[0, 0] == 0.0
