@@ -23,8 +23,9 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/indad run patchcore --dataset mtd
 
+# Two workers: the full-MTD runs are long and each leaves a core partly idle (image decoding, metrics).
 test: $(VENV)/.installed
-	$(PY) -m pytest -ra
+	$(PY) -m pytest -ra -n 2 --dist worksteal
 
 clean:
 	rm -rf $(VENV) .pytest_cache results

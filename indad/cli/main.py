@@ -141,7 +141,7 @@ def calibrate_command(model_path: str, good: str | None, validation: str | None,
         model = load_model(model_path, device=device, progress=not quiet)
         t = model.calibrate(good, quantile) if good else model.calibrate_f1(validation)
         model.save(model_path)
-    except USER_ERRORS as exc:
+    except (*USER_ERRORS, ValueError) as exc:  # e.g. a validation set without defective images
         raise _fail(exc) from exc
     click.echo(f"{model_path}: {t.rule} thresholds from {t.n_images} images: image {t.image:.6g}, pixel {t.pixel:.6g}")
 
