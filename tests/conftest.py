@@ -78,3 +78,8 @@ def tiny_model(request, tiny_root):
 
     cls = METHODS[request.param]
     return cls(image_size=64, batch_size=4, progress=False, **TINY_PARAMS[request.param]).fit(tiny_root, holdout=0.25)
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    """The long end-to-end runs first, so that the two CI workers finish together."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
