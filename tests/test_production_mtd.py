@@ -10,6 +10,7 @@ from PIL import Image
 import indad
 from indad.cli.main import cli
 from indad.data import scan_test, scan_train
+from indad.inference.folder import output_name
 from indad.metrics import image_auroc
 from indad.models import PatchCore
 
@@ -41,5 +42,5 @@ def test_fit_save_export_and_predict_the_mtd_test_folder(mtd, tmp_path):
            "flagged_defective": sum(d for d, lab in zip(decisions, labels) if lab == 1)})
     assert auroc >= 0.8  # a model of 135 images (0.85 measured); all 761 give 0.976
     first = tests[0].path
-    rel = first.relative_to(mtd / "test").with_suffix(".png")
+    rel = output_name(first.relative_to(mtd / "test"))  # exp1_num_108719.jpg -> exp1_num_108719.jpg.png
     assert Image.open(out / "overlays" / rel).size == Image.open(first).size

@@ -132,8 +132,8 @@ def predict_folder(scorer: Scorer, inputs: Sequence[str | os.PathLike], out: str
                    progress: bool = True) -> FolderPrediction:
     """Score every image of ``inputs`` and write ``out/predictions.csv`` and per-image pictures.
 
-    For each image ``REL`` (its path relative to the input folder):
-    ``heatmaps/REL.png`` (the anomaly map in colour, 0 to twice the pixel
+    For each image ``REL`` (its path relative to the input folder; see
+    :func:`output_name`): ``heatmaps/REL.png`` (the anomaly map in colour, 0 to twice the pixel
     threshold), ``overlays/REL.png`` (on the original image, at its original
     size, defect outlines in white) and ``masks/REL.png`` (map at or above the
     pixel threshold; all black without thresholds). Unreadable images get an
@@ -172,6 +172,11 @@ def predict_folder(scorer: Scorer, inputs: Sequence[str | os.PathLike], out: str
     return FolderPrediction(rows, sum(1 for r in rows if r["error"]), out)
 
 
+def output_name(rel: Path) -> Path:
+    """The PNG name of an input's pictures: ``a.png`` stays, ``a.jpg`` becomes ``a.jpg.png`` (no collisions)."""
+    return rel if rel.suffix.lower() == ".png" else rel.with_name(rel.name + ".png")
+
+
 def _relative(path: Path, base: Path) -> Path:
     resolved = path.resolve()
     return resolved.relative_to(base) if base in resolved.parents else Path(resolved.name)
@@ -196,7 +201,7 @@ def _write_pictures(root: Path, rel: Path, original, amap: np.ndarray, preproces
     else:
         mask, vmax = np.zeros(full.shape, dtype=bool), float(full.max())
     heat = heatmap_image(full, vmax)
-    name = rel.with_suffix(".png")
+    name = output_name(rel)
     for kind, picture in (("heatmaps", heat), ("overlays", overlay_image(original, heat, mask)),
                           ("masks", mask_image(mask))):
         target = root / kind / name

@@ -21,6 +21,7 @@ def inputs(tmp_path):
     rng = np.random.default_rng(0)
     root = tmp_path / "in"
     save_image(root / "a.png", rng.integers(0, 255, (50, 70, 3), dtype=np.uint8))
+    save_image(root / "a.jpg", rng.integers(0, 255, (30, 40, 3), dtype=np.uint8))  # same stem: no collision
     save_image(root / "sub" / "a.png", rng.integers(0, 255, (64, 64), dtype=np.uint8), "L")  # same name, other folder
     (root / "sub" / "broken.png").write_bytes(b"\x89PNG truncated")
     return root
@@ -32,9 +33,9 @@ def test_folder_prediction_writes_everything_and_reports_bad_files(tiny_model, i
     result = predict_folder(TorchScorer(tiny_model), [inputs], out, batch_size=2, progress=False)
     assert result.failed == 1 and "broken.png" in capsys.readouterr().err
     rows = list(csv.DictReader((out / "predictions.csv").open()))
-    assert [r["path"] for r in rows] == [str(inputs / "a.png"), str(inputs / "sub" / "a.png"),
+    assert [r["path"] for r in rows] == [str(inputs / "a.jpg"), str(inputs / "a.png"), str(inputs / "sub" / "a.png"),
                                          str(inputs / "sub" / "broken.png")]
-    ok, bad = rows[0], rows[2]
+    ok, bad = rows[1], rows[3]
     assert bad["error"] and bad["score"] == ""
     t = tiny_model.thresholds
     assert float(ok["normalized_score"]) == pytest.approx(float(ok["score"]) / t.image, rel=1e-4)
@@ -42,6 +43,7 @@ def test_folder_prediction_writes_everything_and_reports_bad_files(tiny_model, i
     for kind in ("heatmaps", "overlays", "masks"):
         assert Image.open(out / kind / "a.png").size == (70, 50)  # the original size
         assert Image.open(out / kind / "sub" / "a.png").size == (64, 64)
+        assert Image.open(out / kind / "a.jpg.png").size == (40, 30)
     assert set(np.unique(np.asarray(Image.open(out / "masks" / "a.png")))) <= {0, 255}
     assert _digest(inputs) == before  # inputs untouched
     # An existing output folder is kept unless asked to overwrite it.
