@@ -58,7 +58,7 @@ def blocked_knn(queries: torch.Tensor, bank_parts: torch.Tensor | Iterable[torch
     queries:
         ``(..., Q, C)``; leading dimensions are batch dimensions.
     bank_parts:
-        The bank ``(..., M, C)`` (batch dimensions matching or broadcasting), or an
+        The bank ``(..., M, C)`` (the same batch dimensions as the queries), or an
         iterable of such parts, searched as their concatenation along ``M``.
     k:
         Neighbours wanted (clipped to the bank size).
