@@ -37,15 +37,13 @@ class TorchScorer:
     """A fitted :class:`~indad.methods.AnomalyModel` as a :class:`Scorer`."""
 
     def __init__(self, model) -> None:
+        model._require_fitted()
         self.model = model
-        self.module = model._require_fitted()
         self.preprocess = model.preprocess
         self.thresholds = model.thresholds
 
     def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        with torch.inference_mode():
-            scores, maps = self.module(images.to(self.model.device))
-        return scores.float().cpu().numpy(), maps.float().cpu().numpy()
+        return self.model.score_batch(images)
 
 
 def open_scorer(path: str | os.PathLike, runtime: str = "torch", device: str = "auto") -> Scorer:
@@ -77,11 +75,11 @@ def collect_images(inputs: Sequence[str | os.PathLike], exclude: Path | None = N
     directly (they get an error row); folders contribute only image files.
     """
     files: list[Path] = []
+    skip = None if exclude is None else exclude.resolve()
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files += [f for f in list_images(p, recursive=True)
-                      if exclude is None or exclude.resolve() not in f.resolve().parents]
+            files += [f for f in list_images(p, recursive=True) if skip is None or skip not in f.resolve().parents]
         elif p.exists():
             files.append(p)
         else:

@@ -237,9 +237,8 @@ class AnomalyModel(ABC):
     def calibrate_f1(self, validation) -> Thresholds:
         """Set F1-optimal image and pixel thresholds on a labelled validation set (a folder in MVTec AD layout)."""
         scores, labels, masks, maps = [], [], [], []
-        for batch, s, m in self._scored_batches(validation, f"{self.method}: calibrate", None):
-            if "label" not in batch or bool((np.asarray(batch["label"]) < 0).any()):
-                raise ValueError("F1 calibration needs labelled data: a dataset folder in MVTec AD layout")
+        for batch, s, m in self._scored_batches(validation, f"{self.method}: calibrate", None,
+                                                labelled_for="F1 calibration"):
             scores.append(s)
             labels.append(np.asarray(batch["label"]))
             keep = np.asarray(batch["has_mask"], dtype=bool) | (np.asarray(batch["label"]) == 0)
@@ -293,13 +292,24 @@ class AnomalyModel(ABC):
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() first")
         return self.module
 
-    def _scored_batches(self, data, desc: str, batch_size: int | None) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
-        """Each batch of ``data`` (test split) with its image scores ``(B,)`` and anomaly maps ``(B, H, W)``."""
-        module = self._require_fitted()
+    def _scored_batches(self, data, desc: str, batch_size: int | None,
+                        labelled_for: str | None = None) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
+        """Each batch of ``data`` (test split) with its image scores ``(B,)`` and anomaly maps ``(B, H, W)``.
+
+        ``labelled_for`` names the task that needs labels: unlabelled data is then refused.
+        """
+        self._require_fitted()
         for batch in self._batches(data, "test", desc, batch_size):
-            with torch.inference_mode():
-                scores, maps = module(batch["image"])
-            yield batch, scores.float().cpu().numpy(), maps.float().cpu().numpy()
+            if labelled_for and ("label" not in batch or bool((np.asarray(batch["label"]) < 0).any())):
+                raise ValueError(f"{labelled_for} needs labelled data: a dataset folder in MVTec AD layout")
+            yield (batch, *self.score_batch(batch["image"]))
+
+    def score_batch(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Image scores ``(B,)`` and anomaly maps ``(B, H, W)`` (float32 numpy) of a normalised batch."""
+        module = self._require_fitted()
+        with torch.inference_mode():
+            scores, maps = module(images.to(self.device))
+        return scores.float().cpu().numpy(), maps.float().cpu().numpy()
 
     def predict(self, images, batch_size: int | None = None) -> Prediction:
         """Image scores and anomaly maps.
@@ -324,9 +334,7 @@ class AnomalyModel(ABC):
         scores, labels, defects, paths = [], [], [], []
         masks, maps = [], []
         start = time.perf_counter()
-        for batch, s, m in self._scored_batches(data, f"{self.method}: evaluate", batch_size):
-            if "label" not in batch or bool((np.asarray(batch["label"]) < 0).any()):
-                raise ValueError("evaluate needs labelled data: a dataset folder in MVTec AD layout")
+        for batch, s, m in self._scored_batches(data, f"{self.method}: evaluate", batch_size, labelled_for="evaluate"):
             scores.append(s)
             labels.append(np.asarray(batch["label"]))
             defects += [d or "good" for d in batch["defect"]]
