@@ -1,4 +1,4 @@
-# indad: make demo (PatchCore on MTD, prints the metrics table), make test (the whole test suite).
+# indad: make demo (PatchCore on MTD, prints the metrics table), make test (the whole test suite), make app (web app).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,7 +8,7 @@ export INDAD_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),$(CURDIR
 # Torch's OpenMP threads sleep instead of spinning when idle: much faster on a shared machine.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test install clean
+.PHONY: demo test app install clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/indad run patchcore --dataset mtd
+
+app: $(VENV)/.installed
+	$(VENV)/bin/indad app
 
 # Two workers: the full-MTD runs are long and each leaves a core partly idle (image decoding, metrics).
 test: $(VENV)/.installed

@@ -96,7 +96,7 @@ def check_params(method: str, params: dict[str, Any], where: str = "parameters")
             raise ConfigError(f"{where}: {key} must be {_KIND_NAMES[expected]}, got {value!r}")
 
 
-_FREE_FORM = {"image_size", "crop_size", "strides", "weights"}
+_FREE_FORM = {"image_size", "crop_size", "strides", "weights", "progress"}  # progress: also a callback
 _KINDS = {bool: "bool", int: "int", float: "number", str: "text", tuple: "list", list: "list"}
 _KIND_NAMES = {"bool": "true or false", "int": "an integer", "number": "a number", "text": "a string",
                "list": "a list"}

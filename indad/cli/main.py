@@ -215,6 +215,23 @@ def update_command(model_path: str, data: str, device: str, quiet: bool) -> None
     click.echo(f"{model_path}: added the good images of {data}")
 
 
+@cli.command("app")
+@click.option("--port", default=8501, show_default=True, type=click.IntRange(1, 65535), help="Port to serve on.")
+@click.option("--address", default=None, help="Address to listen on [default: Streamlit's, all interfaces].")
+@click.option("--data-root", default=None, type=click.Path(file_okay=False, exists=True),
+              help="Folder holding the datasets [default: $INDAD_DATA_DIR or ./datasets].")
+@click.option("--headless", is_flag=True, help="Do not open a browser.")
+def app_command(port: int, address: str | None, data_root: str | None, headless: bool) -> None:
+    """Start the web app: train, inspect and use a model in the browser."""
+    try:
+        import streamlit  # noqa: F401
+    except ImportError as exc:
+        raise click.ClickException("the web app needs Streamlit: pip install 'indad[app]'") from exc
+    from ..app import serve
+
+    serve(port, headless, address, data_root)
+
+
 def main() -> None:
     """Entry point of the ``indad`` console script."""
     cli()

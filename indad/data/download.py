@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 from typing import Callable
 
-from tqdm.auto import tqdm
+from ..progress import Progress, progress_bar
 
 
 
@@ -19,13 +19,13 @@ class DownloadError(RuntimeError):
     """A dataset download or extraction that failed."""
 
 
-def download_file(url: str, dest: Path, desc: str, progress: bool = True, chunk: int = 1 << 20) -> None:
+def download_file(url: str, dest: Path, desc: str, progress: Progress = True, chunk: int = 1 << 20) -> None:
     """Stream ``url`` to ``dest`` with a progress bar; ``dest`` only appears once complete."""
     part = dest.with_name(dest.name + ".part")
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=not progress) as bar:
+            with progress_bar(desc, total, progress, unit="B", unit_scale=True) as bar:
                 while True:
                     block = response.read(chunk)
                     if not block:
@@ -60,7 +60,7 @@ def fetch_and_build(
     final: Path,
     build: Callable[[Path, Path], None],
     desc: str,
-    progress: bool = True,
+    progress: Progress = True,
 ) -> Path:
     """Download ``url``, unpack it, let ``build(unpacked, out)`` lay out ``out``, then rename ``out`` to ``final``.
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..progress import Progress
 from .download import DownloadError, fetch_and_build
 from .folder import GOOD
 from .mvtec import verify_layout
@@ -84,7 +85,7 @@ class MTD(os.PathLike):
         Download the public GitHub repository when the folder is missing.
     """
 
-    def __init__(self, root: str | os.PathLike = "datasets", download: bool = True, progress: bool = True) -> None:
+    def __init__(self, root: str | os.PathLike = "datasets", download: bool = True, progress: Progress = True) -> None:
         self.path = Path(root) / "mtd"
         if not self.path.exists():
             if not download:

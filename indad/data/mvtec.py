@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+from ..progress import Progress
 from .download import DownloadError, fetch_and_build
 from .folder import GOOD, DatasetLayoutError, scan_test, scan_train
 
@@ -52,7 +53,7 @@ class MVTecAD(os.PathLike):
     """
 
     def __init__(self, class_name: str, root: str | os.PathLike = "datasets", download: bool = True,
-                 progress: bool = True) -> None:
+                 progress: Progress = True) -> None:
         if class_name not in MVTEC_URLS:
             raise ValueError(f"unknown MVTec AD class {class_name!r}; the classes are {', '.join(MVTEC_CLASSES)}")
         self.class_name = class_name

@@ -13,7 +13,7 @@ from typing import Protocol, Sequence
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+from ..progress import Progress, track
 
 from ..data import Preprocess, read_image
 from ..data.images import is_image_file, list_images
@@ -127,7 +127,7 @@ class FolderPrediction:
 
 def predict_folder(scorer: Scorer, inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
                    overwrite: bool = False, batch_size: int = 16, num_workers: int = 0,
-                   progress: bool = True) -> FolderPrediction:
+                   progress: Progress = True) -> FolderPrediction:
     """Score every image of ``inputs`` and write ``out/predictions.csv`` and per-image pictures.
 
     For each image ``REL`` (its path relative to the input folder; see
@@ -147,7 +147,7 @@ def predict_folder(scorer: Scorer, inputs: Sequence[str | os.PathLike], out: str
     thresholds = scorer.thresholds
     rows: list[dict] = [{} for _ in files]
     with atomic_output(out) as tmp:
-        for batch in tqdm(loader, desc="predict", disable=not progress, leave=False):
+        for batch in track(loader, "predict", len(loader), progress):
             good = [item for item in batch if not item["error"]]
             for item in batch:
                 if item["error"]:

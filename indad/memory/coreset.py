@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from ..progress import Progress, track
 
 from .nearest import blocked_knn
 
@@ -32,7 +32,7 @@ def random_projection(features: torch.Tensor, dim: int, seed: int = 0) -> torch.
 
 
 def greedy_k_center(
-    features: torch.Tensor, n: int, start: int = 0, progress: bool = False, bound_dims: int = 16,
+    features: torch.Tensor, n: int, start: int = 0, progress: Progress = False, bound_dims: int = 16,
     initial_sq_dist: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Greedy k-center selection (Roth et al. 2021, Algorithm 1), exact, with pruned distance updates.
@@ -84,7 +84,7 @@ def greedy_k_center(
         min_dist = initial_sq_dist.to(x.device, x.dtype).clone()
         current = torch.argmax(min_dist)
     chosen = torch.empty(n, dtype=torch.long, device=x.device)
-    for i in tqdm(range(n), desc="coreset", disable=not progress, mininterval=1.0, leave=False):
+    for i in track(range(n), "coreset", n, progress, mininterval=1.0):
         chosen[i] = current
         candidates = None
         if use_bound:
@@ -104,7 +104,7 @@ def greedy_k_center(
     return chosen
 
 
-def greedy_k_center_plain(features: torch.Tensor, n: int, start: int = 0, progress: bool = False) -> torch.Tensor:
+def greedy_k_center_plain(features: torch.Tensor, n: int, start: int = 0, progress: Progress = False) -> torch.Tensor:
     """The reference version of :func:`greedy_k_center`: every distance at every step."""
     return greedy_k_center(features, n, start, progress, bound_dims=0)
 
@@ -132,7 +132,7 @@ class GreedyCoresetSampler:
         Seeds the projection and the first point.
     """
 
-    def __init__(self, fraction: float = 0.1, projection_dim: int = 128, seed: int = 0, progress: bool = True) -> None:
+    def __init__(self, fraction: float = 0.1, projection_dim: int = 128, seed: int = 0, progress: Progress = True) -> None:
         if not 0 < fraction <= 1:
             raise ValueError(f"coreset fraction must be in (0, 1], got {fraction}")
         self.fraction = float(fraction)

@@ -14,12 +14,12 @@ from typing import Any, ClassVar, Iterable, Iterator
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..backbones import Backbone, resolve_device
 from ..data import Preprocess, make_loader, split_holdout
 from ..data.transforms import as_size
 from ..metrics import evaluate_predictions
+from ..progress import Progress, track
 from ..thresholds import Thresholds, f1_thresholds, good_quantile_thresholds
 
 
@@ -114,7 +114,8 @@ class AnomalyModel(ABC):
     seed:
         Seeds every random choice (projections, coreset start).
     progress:
-        Show progress bars.
+        Show progress bars (True), nothing (False), or send each
+        :class:`~indad.progress.ProgressEvent` to this callable.
     """
 
     method: ClassVar[str] = ""
@@ -133,7 +134,7 @@ class AnomalyModel(ABC):
         weights: str | os.PathLike | None = None,
         num_workers: int = 0,
         seed: int = 0,
-        progress: bool = True,
+        progress: Progress = True,
     ) -> None:
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -150,7 +151,7 @@ class AnomalyModel(ABC):
         self.weights = weights
         self.num_workers = int(num_workers)
         self.seed = int(seed)
-        self.progress = bool(progress)
+        self.progress = progress if callable(progress) else bool(progress)
         self.backbone = Backbone(backbone_name, self.strides, weights=weights, fp16=fp16).to(self.device)
         self.preprocess = Preprocess(self.image_size, self.crop_size, self.backbone.mean, self.backbone.std)
         self.module: nn.Module | None = None
@@ -179,6 +180,8 @@ class AnomalyModel(ABC):
                 value = list(value)
             elif isinstance(value, (torch.device, os.PathLike)):
                 value = str(value)
+            elif name == "progress":
+                value = bool(value)  # a callback is not plain data
             out[name] = value
         return out
 
@@ -196,7 +199,7 @@ class AnomalyModel(ABC):
             return
         loader = make_loader(data, self.preprocess, split, batch_size or self.batch_size, self.num_workers)
         total = len(loader) if hasattr(loader, "__len__") else None
-        for batch in tqdm(loader, desc=desc, total=total, disable=not self.progress, leave=False):
+        for batch in track(loader, desc, total, self.progress):
             if isinstance(batch, (list, tuple)):  # a plain (images, ...) DataLoader
                 batch = {"image": batch[0]}
             batch["image"] = batch["image"].to(self.device, non_blocking=True)
@@ -324,21 +327,24 @@ class AnomalyModel(ABC):
             paths += list(batch.get("path", []))
         return Prediction(np.concatenate(scores), np.concatenate(maps), paths, self.thresholds)
 
-    def evaluate(self, data, batch_size: int | None = None) -> dict:
+    def evaluate(self, data, batch_size: int | None = None, keep_maps: bool = False) -> dict:
         """Metrics on a labelled test set (a dataset folder in MVTec AD layout, or its test dataset).
 
         Returns a dict with ``image_auroc``, ``pixel_auroc``, ``aupro``, ``f1_max``,
         ``f1_threshold``, per-defect image ROC AUC, counts, and the per-image
-        ``scores``, ``labels``, ``defects`` and ``paths``.
+        ``scores``, ``labels``, ``defects`` and ``paths``; with ``keep_maps`` also
+        ``maps``, the ``(N, H, W)`` anomaly maps.
         """
         scores, labels, defects, paths = [], [], [], []
-        masks, maps = [], []
+        masks, maps, all_maps = [], [], []
         start = time.perf_counter()
         for batch, s, m in self._scored_batches(data, f"{self.method}: evaluate", batch_size, labelled_for="evaluate"):
             scores.append(s)
             labels.append(np.asarray(batch["label"]))
             defects += [d or "good" for d in batch["defect"]]
             paths += list(batch["path"])
+            if keep_maps:
+                all_maps.append(m)
             keep = np.asarray(batch["has_mask"], dtype=bool)
             if keep.any():
                 masks.append(batch["mask"].numpy()[keep])
@@ -358,6 +364,8 @@ class AnomalyModel(ABC):
         result["labels"] = labels_arr.tolist()
         result["defects"] = defects
         result["paths"] = paths
+        if keep_maps:
+            result["maps"] = np.concatenate(all_maps)
         return result
 
     def __repr__(self) -> str:

@@ -1,0 +1,174 @@
+"""The web app's computations, without Streamlit."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from indad.app import logic
+from indad.progress import ProgressEvent
+from indad.thresholds import Thresholds
+from tests.conftest import make_layout
+
+
+def png(size=(32, 24), mode="RGB", value=128) -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, value if mode != "RGB" else (value, value, value)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_backbones_offline_first_and_the_rest_marked():
+    choices = logic.backbone_choices()
+    offline = [c for c in choices if not c.endswith(logic.NEEDS_INTERNET)]
+    assert choices[: len(offline)] == offline and offline[0] == "tf_efficientnet_lite0"
+    assert logic.backbone_name("wide_resnet50_2" + logic.NEEDS_INTERNET) == "wide_resnet50_2"
+
+
+@pytest.mark.parametrize("method", ["patchcore", "padim", "spade"])
+def test_every_offered_parameter_has_a_config_default_in_range(method):
+    defaults = logic.default_params(method)
+    for spec in logic.param_specs(method):
+        assert spec.low <= defaults[spec.name] <= spec.high, spec.name
+
+
+def test_find_datasets_lists_layout_folders_only(tmp_path):
+    make_layout(tmp_path / "b_set", n_train=3)
+    make_layout(tmp_path / "a_set", n_train=2)
+    (tmp_path / "not_a_dataset").mkdir()
+    (tmp_path / "empty" / "train" / "good").mkdir(parents=True)
+    found = logic.find_datasets(tmp_path)
+    assert [d.path.name for d in found] == ["a_set", "b_set"]
+    assert (found[1].n_train, found[1].n_test) == (3, 4)
+    assert found[1].summary == "3 good images to train, 4 to test"
+    assert logic.find_datasets(tmp_path / "missing") == []
+
+
+def test_uploads_not_an_image_and_too_few_are_errors_naming_the_file():
+    check = logic.read_uploads([("a.png", png()), ("notes.txt", b"hello"), ("b.png", png()[:40])], "good", 3)
+    assert not check.ok and check.names == ["a.png"]
+    assert any("notes.txt" in e and "not an image" in e for e in check.errors)
+    assert any("b.png" in e for e in check.errors)
+    assert any("At least 3 good images" in e and "1 readable was" in e for e in check.errors)
+
+
+def test_uploads_mixed_sizes_and_modes_warn_naming_the_odd_ones():
+    files = [("a.png", png()), ("b.png", png()), ("c.png", png((50, 50))), ("d.png", png(mode="L"))]
+    check = logic.read_uploads(files, "good", 3)
+    assert check.ok and len(check.images) == 4
+    assert all(im.mode == "RGB" for im in check.images)
+    size, mode = check.warnings
+    assert "sizes" in size and "c.png (50x50)" in size and "3 are 32x24" in size
+    assert "colour modes" in mode and "d.png (L)" in mode
+    assert logic.read_uploads(files[:2], "good", 2).warnings == []
+
+
+def test_throttled_progress_skips_frequent_events_but_not_ends():
+    shown, now = [], [0.0]
+    progress = logic.ThrottledProgress(lambda f, t: shown.append((f, t)), interval=1.0, clock=lambda: now[0])
+    for done in range(5):
+        progress(ProgressEvent("coreset", done, 4))
+    assert shown == [(0.0, "coreset: 0/4"), (1.0, "coreset: 4/4")]
+    now[0] = 2.0
+    progress(ProgressEvent("download", 7, None))
+    assert shown[-1] == (0.0, "download: 7")
+
+
+def _results(labels=True) -> logic.RunResults:
+    scores = np.array([0.1, 0.9, 0.5, 0.3])
+    maps = np.stack([np.full((8, 8), s, dtype=np.float32) for s in scores])
+    images = [Image.new("RGB", (16, 16)) for _ in scores]
+    if not labels:
+        return logic.RunResults(["a", "b", "c", "d"], scores, maps, images)
+    return logic.RunResults(["good/a", "crack/b", "cut/c", "good/d"], scores, maps, images,
+                            labels=np.array([0, 1, 1, 0]), defects=["good", "crack", "cut", "good"],
+                            masks=[None, None, None, None], metrics={"f1_threshold": 0.5})
+
+
+def test_decisions_count_and_confusion():
+    r = _results()
+    d = logic.decisions(r.scores, 0.4, r.labels)
+    assert (d.flagged, d.tp, d.fp, d.fn, d.tn) == (2, 2, 0, 0, 2) and d.precision == d.recall == 1.0
+    d = logic.decisions(r.scores, 0.2, r.labels)
+    assert (d.tp, d.fp) == (2, 1) and d.precision == pytest.approx(2 / 3)
+    assert logic.decisions(r.scores, 0.95).flagged == 0 and logic.decisions(r.scores, 0.95).tp is None
+
+
+def test_default_threshold_prefers_calibration_then_f1_then_median():
+    r = _results()
+    assert logic.default_threshold(r, Thresholds(0.7, 0.6, "good_quantile", 0.99, 5)) == 0.7
+    assert logic.default_threshold(r, None) == 0.5
+    assert logic.default_threshold(_results(labels=False), None) == pytest.approx(0.4)
+
+
+def test_histogram_counts_every_image_once_per_kind():
+    rows = logic.histogram_rows(_results(), bins=4)
+    assert sum(r["images"] for r in rows if r["kind"] == "good") == 2
+    assert sum(r["images"] for r in rows if r["kind"] == "defective") == 2
+    assert {r["kind"] for r in logic.histogram_rows(_results(labels=False))} == {"unlabelled"}
+
+
+def test_gallery_filters_by_defect_and_sorts():
+    r = _results()
+    assert logic.gallery_order(r) == [1, 2, 3, 0]
+    assert logic.gallery_order(r, sort="score, lowest first") == [0, 3, 2, 1]
+    assert logic.gallery_order(r, ["crack", "cut"], "name") == [1, 2]
+    assert logic.gallery_order(r, []) == []
+    with pytest.raises(ValueError, match="unknown sort"):
+        logic.gallery_order(r, sort="random")
+
+
+def test_colour_range_and_gallery_pictures():
+    from indad.data import Preprocess
+
+    r = _results()
+    assert logic.auto_colour_range(r.maps) == pytest.approx((0.1, 0.9))
+    assert logic.auto_colour_range(np.zeros((2, 4, 4))) == (0.0, 1.0)
+    pre = Preprocess((8, 8), None, (0.5,) * 3, (0.5,) * 3)
+    pics = logic.gallery_pictures(r, 1, pre, (0.1, 0.9), pixel_threshold=0.5)
+    assert pics.image.size == pics.heatmap.size == pics.overlay.size == (16, 16)
+    assert np.asarray(pics.heatmap)[0, 0].tolist() == [128, 0, 0]  # top of the jet scale: dark red
+    assert pics.mask is None  # defective without a mask file: unknown
+    low = logic.gallery_pictures(r, 0, pre, (0.1, 0.9))
+    assert np.asarray(low.heatmap)[0, 0].tolist() == [0, 0, 128]  # bottom: dark blue
+    assert not np.asarray(low.mask).any()  # good image: an empty mask
+
+
+def test_results_from_evaluation_keeps_masks_by_path(tmp_path):
+    from indad.methods import PatchCore
+
+    root = make_layout(tmp_path / "ds", n_train=4, size=(64, 64))
+    model = PatchCore(image_size=64, batch_size=4, f_coreset=0.5, progress=False).fit(root)
+    r = logic.results_from_evaluation(model.evaluate(root, keep_maps=True), root)
+    assert r.maps.shape == (len(r.names), 64, 64) and r.labelled
+    bad = r.defects.index("scratch")
+    assert r.mask(bad).shape == (64, 64) and r.mask(bad).any()
+    assert r.names[bad].startswith("scratch/")
+    rows = logic.metrics_rows(r.metrics)
+    assert rows[0]["metric"] == "Image ROC AUC" and rows[-1]["value"] == "4 (2)"
+
+
+def test_score_rows_csv_and_model_file_with_moved_threshold(tmp_path, tiny_model):
+    import indad
+
+    t = tiny_model.thresholds
+    moved = logic.with_image_threshold(t, t.image * 2)
+    assert (moved.image, moved.pixel, moved.rule) == (t.image * 2, t.pixel, "manual")
+    assert logic.with_image_threshold(None, 1.0) is None
+    rows = logic.score_rows(["x.png", "y.png"], np.array([t.image, t.image / 2]), t)
+    assert [r["decision"] for r in rows] == ["defective", "good"] and rows[0]["normalized score"] == 1.0
+    assert logic.csv_text(rows).splitlines()[0] == "image,score,normalized score,decision"
+    path = tmp_path / "m.indad"
+    path.write_bytes(logic.model_file_bytes(tiny_model, moved))
+    assert indad.load(path).thresholds == moved
+    assert tiny_model.thresholds == t  # the fitted model keeps its own
+
+
+def test_threshold_origin_says_where_the_slider_starts():
+    t = Thresholds(0.7, 0.6, "good_quantile", 0.99, 5)
+    line = logic.threshold_origin(t, {"f1_threshold": 0.5})
+    assert "0.7000" in line and "0.99 quantile" in line and "5 good images" in line and "0.5000" in line
+    assert "best F1" in logic.threshold_origin(None, {"f1_threshold": 0.5})
+    assert "median" in logic.threshold_origin(None, None)
