@@ -8,7 +8,7 @@ export INDAD_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),$(CURDIR
 # Torch's OpenMP threads sleep instead of spinning when idle: much faster on a shared machine.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test app install clean
+.PHONY: demo test app bench install clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/indad run patchcore --dataset mtd
+
+# indad vs anomalib (baseline A, its own venv: see ../shared/bench/anomalib_baseline.py) and the backbone alone.
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench.py
 
 app: $(VENV)/.installed
 	$(VENV)/bin/indad app
