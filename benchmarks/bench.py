@@ -84,7 +84,7 @@ def run_anomalib(python: Path, method: str, root: Path, size: int, fraction: flo
     if fraction is not None:
         cmd += ["--coreset", str(fraction)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    value = {k: float(v) for k, v in re.findall(r"^(\w+): ([0-9.]+)", out, flags=re.M)}
+    value = {k: float(v) for k, v in re.findall(r"^(\w+): (\d+(?:\.\d+)?)(?=\s|$)", out, flags=re.M)}
     fit = value["fit_feature_s"] + value.get("fit_coreset_s", value.get("fit_gaussian_s", 0.0))
     return {"fit_s": fit, "predict_ms": value["predict_ms_per_image"], "peak_mb": value["peak_rss_mb"],
             "image_auroc": value["image_auroc"], "pixel_auroc": value["pixel_auroc"]}
@@ -146,11 +146,12 @@ def main() -> None:
             name = method if fraction is None else f"{method} {float(fraction):g}"
             start = time.perf_counter()
             ours = run_indad(method, root, {"image_size": args.image_size, **extra})
+            print(f"{name}: indad in {time.perf_counter() - start:.0f} s: {json.dumps(ours)}", flush=True)
             base = None
             if have_baseline and method != "spade":
+                start = time.perf_counter()
                 base = run_anomalib(python, method, root, args.image_size, None if fraction is None else float(fraction))
-            print(f"{name}: done in {time.perf_counter() - start:.0f} s: indad {json.dumps(ours)}; "
-                  f"anomalib {json.dumps(base)}", flush=True)
+                print(f"{name}: anomalib in {time.perf_counter() - start:.0f} s: {json.dumps(base)}", flush=True)
             table.append(row(name, ours, base))
             overheads.append(overhead_cells(name, ours))
     print()
