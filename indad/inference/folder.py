@@ -13,10 +13,10 @@ from typing import Protocol, Sequence
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from ..progress import Progress, track
 
 from ..data import Preprocess, read_image
 from ..data.images import is_image_file, list_images
+from ..progress import Progress, track
 from ..results import atomic_output
 from ..thresholds import Thresholds
 from .visualize import heatmap_image, map_to_original, mask_image, overlay_image

@@ -6,8 +6,8 @@ import logging
 
 import numpy as np
 import torch
-from ..progress import Progress, track
 
+from ..progress import Progress, track
 from .nearest import blocked_knn
 
 log = logging.getLogger(__name__)
