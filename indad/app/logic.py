@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from ..backbones import OFFLINE_BACKBONES
 from ..config import load_config
 from ..data import GOOD, list_images, read_image, read_mask, scan_test
-from ..data.images import to_rgb
+from ..data.images import ImageReadError, decode_image, to_rgb
 from ..inference.visualize import heatmap_image, map_to_original, mask_image, overlay_image
 from ..methods import METHODS
 from ..progress import ProgressEvent
@@ -157,18 +157,16 @@ def read_uploads(files: Sequence[tuple[str, bytes]], role: str, min_count: int =
     sizes, modes = [], []
     for name, content in files:
         try:
-            with Image.open(io.BytesIO(content)) as im:
-                im.load()
-                rgb = to_rgb(im.copy() if im.mode != "P" else im.convert("RGBA"))
-                mode, size = im.mode, f"{im.width}x{im.height}"
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            reason = "not an image" if isinstance(exc, UnidentifiedImageError) else f"unreadable image ({exc})"
+            im = decode_image(io.BytesIO(content), name)
+        except ImageReadError as exc:
+            cause = exc.__cause__
+            reason = "not an image" if isinstance(cause, UnidentifiedImageError) else f"unreadable image ({cause})"
             check.errors.append(f"{name} ({role}): {reason}.")
             continue
-        check.images.append(rgb)
+        check.images.append(to_rgb(im))
         check.names.append(name)
-        modes.append(mode)
-        sizes.append(size)
+        modes.append(im.mode)
+        sizes.append(f"{im.width}x{im.height}")
     if len(check.images) < min_count:
         check.errors.append(f"At least {min_count} good images are needed to learn what normal looks like; "
                             f"{len(check.images)} readable {'was' if len(check.images) == 1 else 'were'} uploaded.")

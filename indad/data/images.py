@@ -28,15 +28,24 @@ def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path
     return sorted(p for p in folder.glob(pattern) if p.is_file() and is_image_file(p))
 
 
-def _open(path: Path) -> Image.Image:
-    if not path.is_file():
-        raise ImageReadError(f"image file not found: {path}")
+def decode_image(source, name: str | os.PathLike) -> Image.Image:
+    """An image read fully from a path or file object, in its own mode (palette images as RGBA).
+
+    Raises :class:`ImageReadError` naming ``name``; its cause is Pillow's error
+    (``UnidentifiedImageError`` when the data is not an image at all).
+    """
     try:
-        with Image.open(path) as im:
+        with Image.open(source) as im:
             im.load()
             return im.copy() if im.mode != "P" else im.convert("RGBA")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"cannot read image {path}: {exc}") from exc
+        raise ImageReadError(f"cannot read image {name}: {exc}") from exc
+
+
+def _open(path: Path) -> Image.Image:
+    if not path.is_file():
+        raise ImageReadError(f"image file not found: {path}")
+    return decode_image(path, path)
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
