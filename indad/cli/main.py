@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import click
 
@@ -87,6 +88,44 @@ def _fail(exc: Exception) -> click.ClickException:
 MODEL_ARG = click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
 
 
+def engine_options(command):
+    """The options choosing where the work runs: this process, or a Ray cluster."""
+    options = [
+        click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="Run here, or on Ray workers (pip install 'indad[ray]')."),
+        click.option("--address", default=None,
+                     help="Ray cluster address (auto, HOST:6379, ray://HOST:10001) [default: $RAY_ADDRESS, "
+                          "else a Ray started here]."),
+        click.option("--ray-workers", type=click.IntRange(1), default=None,
+                     help="Ray workers [default: as many as the cluster's CPUs (GPUs) hold]."),
+        click.option("--cpus-per-worker", type=click.FloatRange(0, min_open=True), default=1, show_default=True),
+        click.option("--gpus-per-worker", type=click.FloatRange(0), default=0, show_default=True,
+                     help="GPUs per Ray worker (> 0: workers run on CUDA)."),
+        click.option("--threads", type=click.IntRange(1), default=None,
+                     help="Torch threads of this process (local) or of each Ray worker [default: torch's, or "
+                          "--cpus-per-worker]. Equal thread counts give bit-identical scores."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def make_engine(engine: str, address: str | None, ray_workers: int | None, cpus_per_worker: float,
+                gpus_per_worker: float, threads: int | None, progress: bool):
+    """The :class:`~indad.distributed.RayEngine` for ``--engine ray`` (None for local, with ``--threads`` applied)."""
+    if engine == "local":
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+        return None
+    try:
+        from ..distributed.ray_engine import RayEngine
+    except ImportError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return RayEngine(address, ray_workers, cpus_per_worker, gpus_per_worker, threads, progress)
+
+
 @cli.command("fit")
 @click.argument("method", type=click.Choice(sorted(METHODS)))
 @click.argument("data", type=click.Path(exists=True))
@@ -101,17 +140,23 @@ MODEL_ARG = click.argument("model_path", metavar="MODEL", type=click.Path(dir_ok
 @click.option("--quantile", default=0.99, show_default=True, type=click.FloatRange(0, 1, min_open=True),
               help="Quantile of the held-out good scores used as threshold.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@engine_options
 def fit_command(method: str, data: str, out: str, config: str | None, backbone: str | None, weights: str | None,
-                device: str | None, holdout: float, quantile: float, quiet: bool) -> None:
-    """Fit METHOD on DATA (a folder in MVTec AD layout, or a folder of good images) and save it to --out."""
+                device: str | None, holdout: float, quantile: float, quiet: bool, **engine: Any) -> None:
+    """Fit METHOD on DATA (a folder in MVTec AD layout, or a folder of good images) and save it to --out.
+
+    With --engine ray, the training images are cut into shards fitted by Ray workers and merged here.
+    """
     from ..experiment import build_model
 
+    runner = make_engine(**engine, progress=not quiet)
     try:
         params = load_config(config, method)["params"] if config else {}
         overrides = {"backbone_name": backbone, "weights": weights, "device": device}
         params.update({k: v for k, v in overrides.items() if v is not None})
         params["progress"] = not quiet
-        model = build_model(method, params, config or "options").fit(data, holdout=holdout, quantile=quantile)
+        model = build_model(method, params, config or "options").fit(data, holdout=holdout, quantile=quantile,
+                                                                    engine=runner)
         model.save(out)
     except USER_ERRORS as exc:
         raise _fail(exc) from exc
@@ -157,20 +202,29 @@ def calibrate_command(model_path: str, good: str | None, validation: str | None,
 @click.option("--workers", default=0, show_default=True, type=click.IntRange(0), help="Image reading processes.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@engine_options
 def predict_command(model_path: str, inputs: tuple[str, ...], out: str, overwrite: bool, runtime: str | None,
-                    batch_size: int, workers: int, device: str, quiet: bool) -> None:
-    """Score images and folders (recursively) with MODEL: CSV, heatmaps, overlays and masks in --out."""
+                    batch_size: int, workers: int, device: str, quiet: bool, **engine: Any) -> None:
+    """Score images and folders (recursively) with MODEL: CSV, heatmaps, overlays and masks in --out.
+
+    With --engine ray, Ray workers (each loading MODEL once) score the images; MODEL, the images and --out
+    must be on storage every node sees.
+    """
     from ..inference import open_scorer, predict_folder
 
     runtime = runtime or ("onnx" if model_path.endswith(".onnx") else "torch")
+    runner = make_engine(**engine, progress=not quiet)
     try:
-        scorer = open_scorer(model_path, runtime, device)
-        result = predict_folder(scorer, inputs, out, overwrite, batch_size, workers, progress=not quiet)
+        if runner is None:
+            scorer = open_scorer(model_path, runtime, device)
+            result = predict_folder(scorer, inputs, out, overwrite, batch_size, workers, progress=not quiet)
+        else:
+            result = runner.predict_folder(model_path, inputs, out, overwrite, batch_size, runtime)
     except USER_ERRORS as exc:
         raise _fail(exc) from exc
     defective = sum(1 for r in result.rows if r["decision"] == "defective")
     click.echo(f"{len(result.rows)} images, {defective} defective, {result.failed} unreadable -> {result.out}")
-    if scorer.thresholds is None:
+    if result.thresholds is None:
         click.echo("the model has no thresholds: no decisions or masks (see `indad calibrate`)", err=True)
     if result.failed:
         sys.exit(1)

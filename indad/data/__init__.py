@@ -16,6 +16,7 @@ from .folder import (
     scan_test,
     scan_train,
     split_holdout,
+    train_paths,
 )
 from .images import IMAGE_EXTENSIONS, ImageReadError, list_images, read_image, read_mask
 from .mtd import MTD, layout_mtd
@@ -79,4 +80,5 @@ __all__ = [
     "scan_test",
     "scan_train",
     "split_holdout",
+    "train_paths",
 ]

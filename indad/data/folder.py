@@ -229,6 +229,19 @@ def make_loader(
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
 
 
+def train_paths(data, needed_for: str = "this") -> list[Path]:
+    """The good training image files of ``data``: a dataset root in MVTec AD layout (its ``train/good``), a
+    folder of images, or a list of image paths and folders. ``needed_for`` names the task in the error."""
+    if isinstance(data, (str, os.PathLike)):
+        root = Path(data)
+        samples = scan_train(root) if (root / "train" / GOOD).is_dir() else samples_from_paths([root])
+    elif isinstance(data, Sequence) and data and all(isinstance(d, (str, os.PathLike)) for d in data):
+        samples = samples_from_paths(data)
+    else:
+        raise TypeError(f"{needed_for} needs a folder or a list of image paths, not {type(data).__name__}")
+    return [s.path for s in samples]
+
+
 def split_holdout(data, fraction: float, seed: int = 0) -> tuple[list[Path], list[Path]]:
     """Good training images split, at random with a seed, into (fit, held out for calibration).
 
@@ -238,15 +251,7 @@ def split_holdout(data, fraction: float, seed: int = 0) -> tuple[list[Path], lis
     """
     if not 0 < fraction < 1:
         raise ValueError(f"holdout fraction must be in (0, 1), got {fraction}")
-    if isinstance(data, (str, os.PathLike)):
-        root = Path(data)
-        samples = scan_train(root) if (root / "train" / GOOD).is_dir() else samples_from_paths([root])
-    elif isinstance(data, Sequence) and data and all(isinstance(d, (str, os.PathLike)) for d in data):
-        samples = samples_from_paths(data)
-    else:
-        raise TypeError("a holdout split needs a folder or a list of image paths, "
-                        f"not {type(data).__name__}: calibrate() on separate good images instead")
-    paths = [s.path for s in samples]
+    paths = train_paths(data, "a holdout split (else calibrate() on separate good images)")
     if len(paths) < 2:
         raise DatasetLayoutError(f"a holdout split needs at least 2 images, got {len(paths)}")
     n_out = min(len(paths) - 1, max(1, round(fraction * len(paths))))

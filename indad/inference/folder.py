@@ -92,8 +92,19 @@ def collect_images(inputs: Sequence[str | os.PathLike], exclude: Path | None = N
     return unique, Path(os.path.commonpath([str(r) for r in roots]))
 
 
+def read_input(path: Path, preprocess: Preprocess) -> dict:
+    """An input image, read (``original``) and preprocessed (``image``), or the ``error`` that stopped it: never raises."""
+    try:
+        if not is_image_file(path):
+            raise ValueError(f"not an image file (by its extension): {path}")
+        image = read_image(path)
+        return {"image": preprocess.image(image), "original": image, "error": ""}
+    except Exception as exc:  # any unreadable file becomes a CSV row, the rest are still scored
+        return {"image": None, "original": None, "error": str(exc) or type(exc).__name__}
+
+
 class _ImageFiles(Dataset):
-    """Images read and preprocessed, or the error that stopped it: never raises."""
+    """:func:`read_input` of each file, with its index."""
 
     def __init__(self, files: list[Path], preprocess: Preprocess) -> None:
         self.files, self.preprocess = files, preprocess
@@ -102,18 +113,43 @@ class _ImageFiles(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> dict:
-        path = self.files[i]
-        try:
-            if not is_image_file(path):
-                raise ValueError(f"not an image file (by its extension): {path}")
-            image = read_image(path)
-            return {"index": i, "image": self.preprocess.image(image), "original": image, "error": ""}
-        except Exception as exc:  # any unreadable file becomes a CSV row, the rest are still scored
-            return {"index": i, "image": None, "original": None, "error": str(exc) or type(exc).__name__}
+        return {"index": i, **read_input(self.files[i], self.preprocess)}
 
 
 def _collate(items: list[dict]) -> list[dict]:
     return items
+
+
+def score_inputs(scorer: Scorer, paths: list[Path], items: list[dict], base: Path, root: Path) -> list[dict]:
+    """The CSV rows of inputs read by :func:`read_input`, in order; the readable ones are scored in one batch.
+
+    Their pictures go under ``root`` (see :func:`predict_folder`), each file
+    written whole or not at all, so scoring an image again rewrites the same files.
+    """
+    rows = [_row(path, None, scorer.thresholds, item["error"]) for path, item in zip(paths, items, strict=True)]
+    good = [i for i, item in enumerate(items) if not item["error"]]
+    if good:
+        scores, maps = scorer(torch.stack([items[i]["image"] for i in good]))
+        for i, score, amap in zip(good, scores, maps, strict=True):
+            _write_pictures(root, _relative(paths[i], base), items[i]["original"], amap, scorer.preprocess,
+                            scorer.thresholds)
+            rows[i] = _row(paths[i], float(score), scorer.thresholds, "")
+    return rows
+
+
+def report_error(row: dict) -> None:
+    """An unreadable input's error on stderr."""
+    print(f"error: {row['path']}: {row['error']}", file=sys.stderr)
+
+
+def write_csv(folder: Path, rows: list[dict]) -> None:
+    """``folder/predictions.csv`` from the rows (folder created)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "predictions.csv").write_text(buffer.getvalue(), encoding="utf-8")
 
 
 @dataclass
@@ -123,6 +159,7 @@ class FolderPrediction:
     rows: list[dict]
     failed: int
     out: Path
+    thresholds: Thresholds | None = None
 
 
 def predict_folder(scorer: Scorer, inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
@@ -144,30 +181,16 @@ def predict_folder(scorer: Scorer, inputs: Sequence[str | os.PathLike], out: str
     files, base = collect_images(inputs, exclude=out)
     loader = DataLoader(_ImageFiles(files, scorer.preprocess), batch_size=batch_size, num_workers=num_workers,
                         collate_fn=_collate)
-    thresholds = scorer.thresholds
     rows: list[dict] = [{} for _ in files]
     with atomic_output(out) as tmp:
         for batch in track(loader, "predict", len(loader), progress):
-            good = [item for item in batch if not item["error"]]
-            for item in batch:
-                if item["error"]:
-                    print(f"error: {files[item['index']]}: {item['error']}", file=sys.stderr)
-                    rows[item["index"]] = _row(files[item["index"]], None, thresholds, item["error"])
-            if not good:
-                continue
-            scores, maps = scorer(torch.stack([item["image"] for item in good]))
-            for item, score, amap in zip(good, scores, maps, strict=True):
-                path = files[item["index"]]
-                rel = _relative(path, base)
-                _write_pictures(tmp, rel, item["original"], amap, scorer.preprocess, thresholds)
-                rows[item["index"]] = _row(path, float(score), thresholds, "")
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-        tmp.mkdir(parents=True, exist_ok=True)
-        (tmp / "predictions.csv").write_text(buffer.getvalue(), encoding="utf-8")
-    return FolderPrediction(rows, sum(1 for r in rows if r["error"]), out)
+            indices = [item["index"] for item in batch]
+            for i, row in zip(indices, score_inputs(scorer, [files[i] for i in indices], batch, base, tmp)):
+                rows[i] = row
+                if row["error"]:
+                    report_error(row)
+        write_csv(tmp, rows)
+    return FolderPrediction(rows, sum(1 for r in rows if r["error"]), out, scorer.thresholds)
 
 
 def output_name(rel: Path) -> Path:
@@ -204,4 +227,6 @@ def _write_pictures(root: Path, rel: Path, original, amap: np.ndarray, preproces
                           ("masks", mask_image(mask))):
         target = root / kind / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        picture.save(target)
+        partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+        picture.save(partial, format="PNG")
+        os.replace(partial, target)

@@ -1,6 +1,6 @@
 """Memory banks: greedy k-center coreset selection and nearest-neighbour search."""
 
-from .coreset import GreedyCoresetSampler, greedy_k_center, greedy_k_center_plain, random_projection
+from .coreset import GreedyCoresetSampler, coverage_radius, greedy_k_center, greedy_k_center_plain, random_projection
 from .nearest import FaissNearestNeighbors, NearestNeighbors, TorchNearestNeighbors, blocked_knn, default_searcher
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "NearestNeighbors",
     "TorchNearestNeighbors",
     "blocked_knn",
+    "coverage_radius",
     "default_searcher",
     "greedy_k_center",
     "greedy_k_center_plain",

@@ -109,6 +109,13 @@ def greedy_k_center_plain(features: torch.Tensor, n: int, start: int = 0, progre
     return greedy_k_center(features, n, start, progress, bound_dims=0)
 
 
+def coverage_radius(features: torch.Tensor, centres: torch.Tensor) -> float:
+    """The k-center objective: the largest distance from a point of ``features`` to its nearest centre."""
+    dist, _ = blocked_knn(features, centres.to(features.device, features.dtype), 1, block=(4096, 4096),
+                          with_indices=False)
+    return float(dist.max())
+
+
 def _principal_basis(x: torch.Tensor, k: int, sample: int = 20000, seed: int = 0) -> torch.Tensor:
     """``(D, k)`` orthonormal columns spanning the top principal directions of (a sample of) ``x``."""
     gen = torch.Generator().manual_seed(seed)
@@ -140,10 +147,10 @@ class GreedyCoresetSampler:
         self.seed = int(seed)
         self.progress = progress
 
-    def select(self, features: torch.Tensor) -> torch.Tensor:
-        """Indices of the points to keep, ``(n,)`` int64."""
+    def select(self, features: torch.Tensor, n: int | None = None) -> torch.Tensor:
+        """Indices of the points to keep, ``(n,)`` int64: ``n`` of them, by default the fraction's share."""
         total = features.shape[0]
-        n = max(1, int(round(self.fraction * total)))
+        n = max(1, int(round(self.fraction * total))) if n is None else int(n)
         if n >= total:
             return torch.arange(total, device=features.device)
         projected = random_projection(features, self.projection_dim, self.seed)

@@ -86,8 +86,10 @@ class AnomalyModel(ABC):
     """An anomaly detector fitted on good images only.
 
     Subclasses set :attr:`method`, :attr:`default_strides` and implement
-    :meth:`_fit` (build the method's state from training batches) and
+    :meth:`_partial_fit` (what one shard of the training images contributes),
+    :meth:`_merge_partials` (the method's state from every shard's part) and
     :meth:`_build_module` (the plain ``nn.Module`` that scores a normalised batch).
+    Fitting in one process is the case of a single shard.
 
     Parameters
     ----------
@@ -206,7 +208,7 @@ class AnomalyModel(ABC):
             yield batch
 
     # ----------------------------------------------------------------- fit / predict
-    def fit(self, data, holdout: float = 0.0, quantile: float = 0.99) -> "AnomalyModel":
+    def fit(self, data, holdout: float = 0.0, quantile: float = 0.99, engine=None) -> "AnomalyModel":
         """Learn what normal looks like from good images.
 
         ``data`` is a dataset folder in MVTec AD layout (its ``train/good`` is
@@ -224,7 +226,10 @@ class AnomalyModel(ABC):
         self.timings = {}
         self.thresholds = None
         with torch.inference_mode():
-            self._fit(self._batches(data, "train", f"{self.method}: features"))
+            if engine is None:
+                self._merge_partials([self._partial_fit(self._batches(data, "train", f"{self.method}: features"), 1)])
+            else:
+                self._merge_partials(engine.partial_fits(self, data))
         self.module = self._build_module().eval()
         self.timings["fit_s"] = time.perf_counter() - start
         if calibration is not None:
@@ -279,8 +284,16 @@ class AnomalyModel(ABC):
         """Extend the fitted state with batches of further normal images."""
 
     @abstractmethod
-    def _fit(self, batches: Iterable[dict]) -> None:
-        """Build the method's state from batches of normal images (``batch["image"]`` on the device)."""
+    def _partial_fit(self, batches: Iterable[dict], shards: int) -> dict[str, torch.Tensor]:
+        """What one of ``shards`` disjoint parts of the normal images contributes to the state.
+
+        ``batches`` hold that part's images (``batch["image"]`` on the device); the
+        tensors returned go to :meth:`_merge_partials`, possibly from another process.
+        """
+
+    @abstractmethod
+    def _merge_partials(self, partials: list[dict[str, torch.Tensor]]) -> None:
+        """Set the fitted state from every shard's :meth:`_partial_fit`, in shard order."""
 
     @abstractmethod
     def _build_module(self, exportable: bool = False) -> nn.Module:

@@ -35,6 +35,13 @@ class GaussianAccumulator:
         self.sum: torch.Tensor | None = None
         self.outer: torch.Tensor | None = None
 
+    @classmethod
+    def from_sums(cls, count: int, sum_: torch.Tensor, outer: torch.Tensor) -> "GaussianAccumulator":
+        """An accumulator holding these sums (``(P, d)`` and ``(P, d, d)``, float64) of ``count`` images."""
+        acc = cls()
+        acc.count, acc.sum, acc.outer = count, sum_, outer
+        return acc
+
     def update(self, emb: torch.Tensor) -> None:
         """Add a batch of embeddings ``(B, d, P)``."""
         x = emb.double()
@@ -121,11 +128,20 @@ class PaDiM(AnomalyModel):
         self.channels = keep.to(self.device)
         self.accumulator: GaussianAccumulator | None = None
 
-    def _fit(self, batches: Iterable[dict]) -> None:
+    def _partial_fit(self, batches: Iterable[dict], shards: int) -> dict[str, torch.Tensor]:
         start = time.perf_counter()
         self.accumulator = GaussianAccumulator()
         self._add_normal(batches)
         self.timings["features_s"] = time.perf_counter() - start
+        acc = self.accumulator
+        return {"count": torch.tensor(acc.count), "sum": acc.sum, "outer": acc.outer}
+
+    def _merge_partials(self, partials: list[dict[str, torch.Tensor]]) -> None:
+        shards = [GaussianAccumulator.from_sums(int(p["count"]), p["sum"].to(self.device, copy=True),
+                                                p["outer"].to(self.device, copy=True)) for p in partials]
+        for shard in shards[1:]:  # the statistics are sums: merged exactly
+            shards[0].merge(shard)
+        self.accumulator = shards[0]
 
     def _add_normal(self, batches: Iterable[dict]) -> None:
         for batch in batches:
@@ -139,9 +155,7 @@ class PaDiM(AnomalyModel):
     def _load_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
         if not torch.equal(tensors["channels"].cpu(), self.channels.cpu()):
             raise ValueError("the stored channel choice differs from the one this seed and backbone give")
-        self.accumulator = GaussianAccumulator()
-        self.accumulator.count = int(meta["count"])
-        self.accumulator.sum, self.accumulator.outer = tensors["sum"], tensors["outer"]
+        self.accumulator = GaussianAccumulator.from_sums(int(meta["count"]), tensors["sum"], tensors["outer"])
 
     def _build_module(self, exportable: bool = False) -> PaDiMModule:
         start = time.perf_counter()

@@ -173,18 +173,33 @@ class PatchCore(AnomalyModel):
         queries, _ = patch_queries(self.backbone, images)
         return queries.reshape(-1, queries.shape[-1])
 
-    def _sampler(self) -> GreedyCoresetSampler:
-        return GreedyCoresetSampler(self.f_coreset, self.projection_dim, self.seed, self.progress)
+    def _sampler(self, fraction: float | None = None) -> GreedyCoresetSampler:
+        return GreedyCoresetSampler(fraction or self.f_coreset, self.projection_dim, self.seed, self.progress)
 
-    def _fit(self, batches: Iterable[dict]) -> None:
+    def _partial_fit(self, batches: Iterable[dict], shards: int) -> dict[str, torch.Tensor]:
+        """The shard's patches reduced by greedy k-center to as many as the whole bank keeps (``shards`` x its share).
+
+        With several shards, :meth:`_merge_partials` runs a second greedy pass over
+        their union (a two-level coreset); with one, this is the whole selection.
+        """
         start = time.perf_counter()
         bank = torch.cat([self.embed(batch["image"]) for batch in batches])
         self.timings["features_s"] = time.perf_counter() - start
         start = time.perf_counter()
-        keep = self._sampler().select(bank)
-        self.memory_bank = bank[keep].contiguous()
+        keep = self._sampler(min(1.0, self.f_coreset * shards)).select(bank)
         self.timings["coreset_s"] = time.perf_counter() - start
-        log.info("patchcore: memory bank %d of %d patches, %d dims", len(keep), bank.shape[0], bank.shape[1])
+        return {"features": bank[keep].contiguous(), "count": torch.tensor(bank.shape[0])}
+
+    def _merge_partials(self, partials: list[dict[str, torch.Tensor]]) -> None:
+        union = torch.cat([p["features"].to(self.device) for p in partials])
+        total = sum(int(p["count"]) for p in partials)
+        n = max(1, round(self.f_coreset * total))
+        if n < union.shape[0]:
+            start = time.perf_counter()
+            union = union[self._sampler().select(union, n)].contiguous()
+            self.timings["global_coreset_s"] = time.perf_counter() - start
+        self.memory_bank = union
+        log.info("patchcore: memory bank %d of %d patches, %d dims", union.shape[0], total, union.shape[1])
 
     def _add_normal(self, batches: Iterable[dict]) -> None:
         new = torch.cat([self.embed(batch["image"]) for batch in batches])

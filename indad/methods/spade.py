@@ -153,11 +153,16 @@ class SPADE(AnomalyModel):
         self.pooled: torch.Tensor | None = None
         self.pyramids: list[torch.Tensor] = []
 
-    def _fit(self, batches: Iterable[dict]) -> None:
+    def _partial_fit(self, batches: Iterable[dict], shards: int) -> dict[str, torch.Tensor]:
         start = time.perf_counter()
         self.pooled, self.pyramids = None, []
         self._add_normal(batches)
         self.timings["features_s"] = time.perf_counter() - start
+        return self._state()[0]
+
+    def _merge_partials(self, partials: list[dict[str, torch.Tensor]]) -> None:
+        merged = {name: torch.cat([part[name].to(self.device) for part in partials]) for name in partials[0]}
+        self._load_state(merged, {})
 
     def _add_normal(self, batches: Iterable[dict]) -> None:
         dtype = torch.float16 if self.half_precision_gallery else torch.float32

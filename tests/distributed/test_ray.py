@@ -1,0 +1,178 @@
+"""Fit and folder scoring on a real local Ray cluster (tests/distributed/conftest.py) against one process."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from indad.cli.main import cli
+from indad.inference import open_scorer, predict_folder
+from indad.memory import coverage_radius
+from indad.methods import PaDiM, PatchCore
+
+pytestmark = pytest.mark.ray
+ray = pytest.importorskip("ray")
+from indad.distributed import RayEngine  # noqa: E402
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _scoring_workers() -> list[int]:
+    """PIDs of the Ray Data scoring actors on this machine."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"MapWorker" in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+class _KillOnce:
+    """A progress callback that kills one scoring worker (SIGKILL) once the first rows are in."""
+
+    def __init__(self) -> None:
+        self.killed: int | None = None
+        self.done_at_kill = self.total = 0
+
+    def __call__(self, event) -> None:
+        self.total = event.total
+        if self.killed is None and event.done > 0:
+            workers = _scoring_workers()
+            assert workers, "no Ray Data scoring worker found"
+            os.kill(workers[0], signal.SIGKILL)
+            self.killed, self.done_at_kill = workers[0], event.done
+
+
+@contextlib.contextmanager
+def one_thread():
+    """One torch thread, as each Ray worker here has: bit-identical results."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _local_csv(model_path: Path, inputs: list[Path], out: Path, batch_size: int) -> str:
+    """The one-process CSV."""
+    with one_thread():
+        predict_folder(open_scorer(model_path), inputs, out, batch_size=batch_size, progress=False)
+    return (out / "predictions.csv").read_text()
+
+
+def test_predict_on_ray_equals_local_and_survives_a_killed_worker(ray_cluster, hazelnut, tmp_path, capsys):
+    model_path = tmp_path / "m.indad"
+    PatchCore(image_size=128, progress=False).fit(hazelnut, holdout=0.2).save(model_path)
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "broken.png").write_bytes(b"\x89PNG truncated")
+    inputs = [hazelnut / "test", extra]
+    local = _local_csv(model_path, inputs, tmp_path / "local", batch_size=2)
+    capsys.readouterr()
+
+    killer = _KillOnce()
+    engine = RayEngine(ray_cluster, progress=killer)
+    result = engine.predict_folder(model_path, inputs, tmp_path / "ray", batch_size=2)
+    assert killer.killed is not None and killer.done_at_kill < killer.total  # killed mid-run
+    assert (tmp_path / "ray" / "predictions.csv").read_text() == local  # byte for byte: nothing lost or doubled
+    assert result.failed == 1 and "broken.png" in capsys.readouterr().err
+    assert _digests(tmp_path / "ray").keys() == _digests(tmp_path / "local").keys()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary leftovers
+
+
+def test_fit_on_ray_equals_the_merged_shards(ray_cluster, hazelnut, tmp_path):
+    engine = RayEngine(ray_cluster, progress=False)
+    # PaDiM: the sums of two shards merged exactly: the same statistics as one process (up to float64 rounding).
+    with one_thread():
+        local = PaDiM(progress=False).fit(hazelnut)
+    remote = PaDiM(progress=False).fit(hazelnut, engine=engine)
+    assert remote.accumulator.count == local.accumulator.count
+    torch.testing.assert_close(remote.accumulator.sum, local.accumulator.sum, rtol=1e-12, atol=1e-9)
+    torch.testing.assert_close(remote.accumulator.outer, local.accumulator.outer, rtol=1e-12, atol=1e-9)
+    # PatchCore: a two-level coreset, the same as merging the two shards' partial fits in one process.
+    remote = PatchCore(image_size=128, progress=False).fit(hazelnut, engine=engine)
+    model = PatchCore(image_size=128, progress=False)
+    paths = sorted((hazelnut / "train" / "good").iterdir())
+    half = 32  # whole batches of 16 a shard
+    with one_thread(), torch.inference_mode():
+        model._merge_partials([model._partial_fit(model._batches(p, "train", ""), 2) for p in (paths[:half], paths[half:])])
+    assert torch.equal(remote.memory_bank, model.memory_bank)
+    # The CLI writes one ordinary model file.
+    out = tmp_path / "cli.indad"
+    result = CliRunner().invoke(cli, ["fit", "padim", str(hazelnut), "--out", str(out), "--engine", "ray",
+                                      "--address", ray_cluster, "--holdout", "0.2", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert open_scorer(out).thresholds is not None
+
+
+def test_fit_on_ray_reports_a_corrupt_image(ray_cluster, tmp_path):
+    folder = tmp_path / "good"
+    folder.mkdir()
+    src = Path(__file__).resolve().parents[2] / "docs"
+    images = sorted(src.glob("*.png"))[:2]
+    for i, image in enumerate(images):
+        (folder / f"{i}.png").write_bytes(image.read_bytes())
+    (folder / "bad.png").write_bytes(b"not a png")
+    result = CliRunner().invoke(cli, ["fit", "padim", str(folder), "--out", str(tmp_path / "m.indad"), "--engine",
+                                      "ray", "--address", ray_cluster, "--holdout", "0", "--quiet"])
+    assert result.exit_code == 1 and "bad.png" in result.output, result.output
+    assert not (tmp_path / "m.indad").exists()
+
+
+def test_local_runs_do_not_import_ray(tiny_root, tmp_path):
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from indad.cli.main import cli\n"
+        f"r = CliRunner().invoke(cli, ['fit', 'padim', {str(tiny_root)!r}, '--out', {str(tmp_path / 'm.indad')!r},"
+        " '--config', 'padim', '--quiet'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        f"r = CliRunner().invoke(cli, ['predict', {str(tmp_path / 'm.indad')!r}, {str(tiny_root / 'test')!r},"
+        f" '--out', {str(tmp_path / 'out')!r}, '--quiet'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "import indad.distributed\n"
+        "assert 'ray' not in sys.modules, 'ray imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.slow
+def test_mtd_two_level_coreset_and_scoring_on_ray(ray_cluster, mtd, tmp_path):
+    """MTD at 128 px: the two-level coreset's ROC AUC within 0.5 point of one process's, and the test set's CSV
+    from Ray equal to the one-process CSV."""
+    engine = RayEngine(ray_cluster, progress=False)
+    single = PatchCore(image_size=128, progress=False).fit(mtd)
+    two = PatchCore(image_size=128, progress=False).fit(mtd, engine=engine)
+    assert two.memory_bank.shape == single.memory_bank.shape
+    with torch.inference_mode():
+        bank = torch.cat([single.embed(b["image"]) for b in single._batches(mtd, "train", "")])
+    radii = coverage_radius(bank, single.memory_bank), coverage_radius(bank, two.memory_bank)
+    aurocs = single.evaluate(mtd)["image_auroc"], two.evaluate(mtd)["image_auroc"]
+    print(f"single vs two-level: radius {radii[0]:.3f} vs {radii[1]:.3f}, ROC AUC {aurocs[0]:.4f} vs {aurocs[1]:.4f}")
+    assert abs(aurocs[0] - aurocs[1]) <= 0.005
+    assert radii[1] <= 2 * radii[0]
+
+    model_path = tmp_path / "two_level.indad"
+    two.save(model_path)
+    local = _local_csv(model_path, [mtd / "test"], tmp_path / "local", batch_size=16)
+    result = CliRunner().invoke(cli, ["predict", str(model_path), str(mtd / "test"), "--out", str(tmp_path / "ray"),
+                                      "--engine", "ray", "--address", ray_cluster, "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "ray" / "predictions.csv").read_text() == local
+    assert len(local.splitlines()) == 1 + 583
