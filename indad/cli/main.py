@@ -199,8 +199,10 @@ def calibrate_command(model_path: str, good: str | None, validation: str | None,
 @click.option("--runtime", type=click.Choice(["torch", "onnx"]), default=None,
               help="torch (a model file) or onnx (an exported .onnx) [default: by the file's suffix].")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
-@click.option("--workers", default=0, show_default=True, type=click.IntRange(0), help="Image reading processes.")
-@click.option("--device", default="auto", show_default=True)
+@click.option("--workers", default=0, show_default=True, type=click.IntRange(0),
+              help="Image reading processes (local engine).")
+@click.option("--device", default="auto", show_default=True,
+              help="auto, cpu, cuda (local engine; Ray workers: --gpus-per-worker).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @engine_options
 def predict_command(model_path: str, inputs: tuple[str, ...], out: str, overwrite: bool, runtime: str | None,

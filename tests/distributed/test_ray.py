@@ -16,7 +16,6 @@ from click.testing import CliRunner
 
 from indad.cli.main import cli
 from indad.inference import open_scorer, predict_folder
-from indad.memory import coverage_radius
 from indad.methods import PaDiM, PatchCore
 
 pytestmark = pytest.mark.ray
@@ -107,10 +106,10 @@ def test_fit_on_ray_equals_the_merged_shards(ray_cluster, hazelnut, tmp_path):
     # PatchCore: a two-level coreset, the same as merging the two shards' partial fits in one process.
     remote = PatchCore(image_size=128, progress=False).fit(hazelnut, engine=engine)
     model = PatchCore(image_size=128, progress=False)
-    paths = sorted((hazelnut / "train" / "good").iterdir())
-    half = 32  # whole batches of 16 a shard
+    paths = sorted((hazelnut / "train" / "good").iterdir())  # 50: batches of 16 dealt to 2 shards
+    shards = paths[0:16] + paths[32:48], paths[16:32] + paths[48:]
     with one_thread(), torch.inference_mode():
-        model._merge_partials([model._partial_fit(model._batches(p, "train", ""), 2) for p in (paths[:half], paths[half:])])
+        model._merge_partials([model._partial_fit(model._batches(s, "train", ""), 2) for s in shards])
     assert torch.equal(remote.memory_bank, model.memory_bank)
     # The CLI writes one ordinary model file.
     out = tmp_path / "cli.indad"
@@ -160,13 +159,9 @@ def test_mtd_two_level_coreset_and_scoring_on_ray(ray_cluster, mtd, tmp_path):
     single = PatchCore(image_size=128, progress=False).fit(mtd)
     two = PatchCore(image_size=128, progress=False).fit(mtd, engine=engine)
     assert two.memory_bank.shape == single.memory_bank.shape
-    with torch.inference_mode():
-        bank = torch.cat([single.embed(b["image"]) for b in single._batches(mtd, "train", "")])
-    radii = coverage_radius(bank, single.memory_bank), coverage_radius(bank, two.memory_bank)
     aurocs = single.evaluate(mtd)["image_auroc"], two.evaluate(mtd)["image_auroc"]
-    print(f"single vs two-level: radius {radii[0]:.3f} vs {radii[1]:.3f}, ROC AUC {aurocs[0]:.4f} vs {aurocs[1]:.4f}")
-    assert abs(aurocs[0] - aurocs[1]) <= 0.005
-    assert radii[1] <= 2 * radii[0]
+    print(f"image ROC AUC: one process {aurocs[0]:.4f}, two-level coreset on Ray {aurocs[1]:.4f}")
+    assert abs(aurocs[0] - aurocs[1]) <= 0.005  # coverage radii: benchmarks/ray_bench.py
 
     model_path = tmp_path / "two_level.indad"
     two.save(model_path)
