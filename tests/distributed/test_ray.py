@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from indad.cli.main import cli
 from indad.inference import open_scorer, predict_folder
-from indad.methods import PaDiM, PatchCore
+from indad.methods import SPADE, PaDiM, PatchCore
 
 pytestmark = pytest.mark.ray
 ray = pytest.importorskip("ray")
@@ -98,8 +98,8 @@ def test_fit_on_ray_equals_the_merged_shards(ray_cluster, hazelnut, tmp_path):
     engine = RayEngine(ray_cluster, progress=False)
     # PaDiM: the sums of two shards merged exactly: the same statistics as one process (up to float64 rounding).
     with one_thread():
-        local = PaDiM(progress=False).fit(hazelnut)
-    remote = PaDiM(progress=False).fit(hazelnut, engine=engine)
+        local = PaDiM(image_size=128, progress=False).fit(hazelnut)
+    remote = PaDiM(image_size=128, progress=False).fit(hazelnut, engine=engine)
     assert remote.accumulator.count == local.accumulator.count
     torch.testing.assert_close(remote.accumulator.sum, local.accumulator.sum, rtol=1e-12, atol=1e-9)
     torch.testing.assert_close(remote.accumulator.outer, local.accumulator.outer, rtol=1e-12, atol=1e-9)
@@ -111,26 +111,29 @@ def test_fit_on_ray_equals_the_merged_shards(ray_cluster, hazelnut, tmp_path):
     with one_thread(), torch.inference_mode():
         model._merge_partials([model._partial_fit(model._batches(s, "train", ""), 2) for s in shards])
     assert torch.equal(remote.memory_bank, model.memory_bank)
+    # SPADE: the shards' features concatenated, shard by shard.
+    with one_thread():
+        local = SPADE(image_size=128, progress=False).fit(hazelnut)
+    remote = SPADE(image_size=128, progress=False).fit(hazelnut, engine=engine)
+    order = torch.cat([torch.arange(0, 16), torch.arange(32, 48), torch.arange(16, 32), torch.arange(48, 50)])
+    assert torch.equal(remote.pooled, local.pooled[order])
+    assert all(torch.equal(r, p[order]) for r, p in zip(remote.pyramids, local.pyramids, strict=True))
     # The CLI writes one ordinary model file.
     out = tmp_path / "cli.indad"
     result = CliRunner().invoke(cli, ["fit", "padim", str(hazelnut), "--out", str(out), "--engine", "ray",
                                       "--address", ray_cluster, "--holdout", "0.2", "--quiet"])
     assert result.exit_code == 0, result.output
     assert open_scorer(out).thresholds is not None
-
-
-def test_fit_on_ray_reports_a_corrupt_image(ray_cluster, tmp_path):
+    # A corrupt training image: the CLI names it and writes no model.
     folder = tmp_path / "good"
     folder.mkdir()
-    src = Path(__file__).resolve().parents[2] / "docs"
-    images = sorted(src.glob("*.png"))[:2]
-    for i, image in enumerate(images):
-        (folder / f"{i}.png").write_bytes(image.read_bytes())
+    for path in sorted((hazelnut / "train" / "good").iterdir())[:2]:
+        (folder / path.name).write_bytes(path.read_bytes())
     (folder / "bad.png").write_bytes(b"not a png")
-    result = CliRunner().invoke(cli, ["fit", "padim", str(folder), "--out", str(tmp_path / "m.indad"), "--engine",
+    result = CliRunner().invoke(cli, ["fit", "padim", str(folder), "--out", str(tmp_path / "bad.indad"), "--engine",
                                       "ray", "--address", ray_cluster, "--holdout", "0", "--quiet"])
     assert result.exit_code == 1 and "bad.png" in result.output, result.output
-    assert not (tmp_path / "m.indad").exists()
+    assert not (tmp_path / "bad.indad").exists()
 
 
 def test_local_runs_do_not_import_ray(tiny_root, tmp_path):
