@@ -293,7 +293,7 @@ class AnomalyModel(ABC):
 
     @abstractmethod
     def _merge_partials(self, partials: list[dict[str, torch.Tensor]]) -> None:
-        """Set the fitted state from every shard's :meth:`_partial_fit`, in shard order."""
+        """Set the fitted state from every shard's :meth:`_partial_fit`, in shard order (the parts may be reused)."""
 
     @abstractmethod
     def _build_module(self, exportable: bool = False) -> nn.Module:

@@ -137,9 +137,9 @@ class PaDiM(AnomalyModel):
         return {"count": torch.tensor(acc.count), "sum": acc.sum, "outer": acc.outer}
 
     def _merge_partials(self, partials: list[dict[str, torch.Tensor]]) -> None:
-        shards = [GaussianAccumulator.from_sums(int(p["count"]), p["sum"].to(self.device, copy=True),
-                                                p["outer"].to(self.device, copy=True)) for p in partials]
-        for shard in shards[1:]:  # the statistics are sums: merged exactly
+        shards = [GaussianAccumulator.from_sums(int(p["count"]), p["sum"].to(self.device), p["outer"].to(self.device))
+                  for p in partials]
+        for shard in shards[1:]:  # the statistics are sums: merged exactly, into the first part's tensors
             shards[0].merge(shard)
         self.accumulator = shards[0]
 
