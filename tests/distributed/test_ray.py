@@ -156,16 +156,11 @@ def test_local_runs_do_not_import_ray(tiny_root, tmp_path):
 
 @pytest.mark.slow
 def test_mtd_two_level_coreset_and_scoring_on_ray(ray_cluster, mtd, tmp_path):
-    """MTD at 128 px: the two-level coreset's ROC AUC within 0.5 point of one process's, and the test set's CSV
-    from Ray equal to the one-process CSV."""
-    engine = RayEngine(ray_cluster, progress=False)
-    single = PatchCore(image_size=128, progress=False).fit(mtd)
-    two = PatchCore(image_size=128, progress=False).fit(mtd, engine=engine)
-    assert two.memory_bank.shape == single.memory_bank.shape
-    aurocs = single.evaluate(mtd)["image_auroc"], two.evaluate(mtd)["image_auroc"]
-    print(f"image ROC AUC: one process {aurocs[0]:.4f}, two-level coreset on Ray {aurocs[1]:.4f}")
-    assert abs(aurocs[0] - aurocs[1]) <= 0.005  # coverage radii: benchmarks/ray_bench.py
-
+    """MTD at 128 px: PatchCore fitted on Ray (two-level coreset) detects defects, and the test set's CSV from Ray
+    equals the one-process CSV. (Against the one-process coreset at 256 px: benchmarks/ray_bench.py.)"""
+    two = PatchCore(image_size=128, progress=False).fit(mtd, engine=RayEngine(ray_cluster, progress=False))
+    assert two.memory_bank.shape[0] == round(0.01 * 761 * 16 * 16)
+    assert two.evaluate(mtd)["image_auroc"] >= 0.94  # 0.948 measured; one process 0.949
     model_path = tmp_path / "two_level.indad"
     two.save(model_path)
     local = _local_csv(model_path, [mtd / "test"], tmp_path / "local", batch_size=16)
