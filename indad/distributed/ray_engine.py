@@ -23,7 +23,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 
 from ..data import train_paths
 from ..inference.folder import (CSV_COLUMNS, FolderPrediction, collect_images, open_scorer, read_input,
-                                report_error, score_inputs, write_csv)
+                                refuse_existing, report_error, score_inputs, write_csv)
 from ..progress import Progress, progress_bar
 from ..results import atomic_output
 
@@ -121,14 +121,14 @@ class RayEngine:
             task = ray.remote(_partial_fit).options(num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker)
             refs = [task.remote(model.method, hparams, shard, count, self.threads) for shard in shards]
             log.info("%s: fitting %d shards of %d images on Ray", model.method, count, len(paths))
-            pending = list(refs)
+            parts, pending = {}, list(refs)
             try:
                 with progress_bar(f"{model.method}: shards", count, self.progress) as bar:
                     while pending:
                         done, pending = ray.wait(pending, num_returns=1)
-                        ray.get(done)  # a shard's error now, not after the others
-                        bar.update(len(done))
-                return ray.get(refs)
+                        parts[done[0]] = ray.get(done[0])  # a shard's error now, not after the others
+                        bar.update(1)
+                return [parts[ref] for ref in refs]
             except ray.exceptions.RayTaskError as exc:
                 raise exc.cause from None  # e.g. the unreadable image, as in a one-process fit
 
@@ -142,9 +142,7 @@ class RayEngine:
         written by the workers. A batch whose worker dies is scored again by
         another (its pictures are rewritten whole); each image gets one row.
         """
-        out = Path(out)
-        if out.exists() and not overwrite:
-            raise FileExistsError(f"output folder {out} exists: choose another or pass --overwrite")
+        out = refuse_existing(out, overwrite)
         scorer = open_scorer(model_path, runtime, "cpu")  # a bad model file fails here, before any worker starts
         files, base = collect_images(inputs, exclude=out)
         absolute = [str(p.resolve()) for p in files]

@@ -92,6 +92,14 @@ def collect_images(inputs: Sequence[str | os.PathLike], exclude: Path | None = N
     return unique, Path(os.path.commonpath([str(r) for r in roots]))
 
 
+def refuse_existing(out: str | os.PathLike, overwrite: bool) -> Path:
+    """``out`` as a path; an error if it exists and may not be replaced."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"output folder {out} exists: choose another or pass --overwrite")
+    return out
+
+
 def read_input(path: Path, preprocess: Preprocess) -> dict:
     """An input image, read (``original``) and preprocessed (``image``), or the ``error`` that stopped it: never raises."""
     try:
@@ -175,9 +183,7 @@ def predict_folder(scorer: Scorer, inputs: Sequence[str | os.PathLike], out: str
     error in their CSV row and on stderr. ``out`` appears complete or not at
     all; an existing ``out`` is replaced only with ``overwrite``.
     """
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"output folder {out} exists: choose another or pass --overwrite")
+    out = refuse_existing(out, overwrite)
     files, base = collect_images(inputs, exclude=out)
     loader = DataLoader(_ImageFiles(files, scorer.preprocess), batch_size=batch_size, num_workers=num_workers,
                         collate_fn=_collate)
