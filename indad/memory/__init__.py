@@ -1,6 +1,13 @@
 """Memory banks: greedy k-center coreset selection and nearest-neighbour search."""
 
-from .coreset import GreedyCoresetSampler, coverage_radius, greedy_k_center, greedy_k_center_plain, random_projection
+from .coreset import (
+    GreedyCoresetSampler,
+    coverage_radius,
+    exact_grid,
+    greedy_k_center,
+    greedy_k_center_plain,
+    random_projection,
+)
 from .nearest import FaissNearestNeighbors, NearestNeighbors, TorchNearestNeighbors, blocked_knn, default_searcher
 
 __all__ = [
@@ -11,6 +18,7 @@ __all__ = [
     "blocked_knn",
     "coverage_radius",
     "default_searcher",
+    "exact_grid",
     "greedy_k_center",
     "greedy_k_center_plain",
     "random_projection",

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from indad.memory import GreedyCoresetSampler, greedy_k_center, greedy_k_center_plain, random_projection
+from indad.memory import GreedyCoresetSampler, exact_grid, greedy_k_center, greedy_k_center_plain, random_projection
 
 
 def slow_greedy_k_center(points: np.ndarray, n: int, start: int) -> list[int]:
@@ -31,14 +31,66 @@ def test_matches_the_slow_obvious_version(seed):
         assert greedy_k_center(x, 25, start=seed, bound_dims=2).tolist() == expected
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_pruned_equals_plain_on_clustered_data(seed):
+def clustered(seed: int, n: int = 4000, dims: int = 64) -> torch.Tensor:
+    """Points in 20 clusters with a few dominant directions, as CNN features have."""
     gen = torch.Generator().manual_seed(seed)
-    centres = torch.randn(20, 64, generator=gen) * 5
-    x = centres[torch.randint(20, (4000,), generator=gen)] + torch.randn(4000, 64, generator=gen)
-    x[:, :8] *= 4  # a few dominant directions, as in CNN features
+    centres = torch.randn(20, dims, generator=gen) * 5
+    x = centres[torch.randint(20, (n,), generator=gen)] + torch.randn(n, dims, generator=gen)
+    x[:, :8] *= 4
+    return x
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pruned_equals_plain_on_the_exact_grid(seed):
+    (x,) = exact_grid(clustered(seed))
     plain = greedy_k_center_plain(x, 400, start=7)
-    assert torch.equal(greedy_k_center(x, 400, start=7, bound_dims=8), plain)
+    # Any threshold share: few or many hot points, rare or frequent catch-ups of the cold ones.
+    for share in (0.5, 0.9, 0.99):
+        assert torch.equal(greedy_k_center(x, 400, start=7, bound_dims=8, hot_share=share), plain)
+
+
+def test_pruned_equals_plain_on_real_features(mtd):
+    """Patch features of MTD tiles, as the sampler sees them: every index the same."""
+    from indad.data import AnomalyDataset, scan_train
+    from indad.models import PatchCore
+
+    model = PatchCore(image_size=128, progress=False)
+    loader = torch.utils.data.DataLoader(AnomalyDataset(scan_train(mtd)[:24], model.preprocess), batch_size=8)
+    with torch.inference_mode():
+        bank = torch.cat([model.embed(b["image"]) for b in loader])
+    (x,) = exact_grid(random_projection(bank, 128))
+    assert torch.equal(greedy_k_center(x, 600, start=3), greedy_k_center_plain(x, 600, start=3))
+
+
+def test_projection_of_chunks_equals_projection_of_the_whole():
+    x = torch.randn(700, 200, generator=torch.Generator().manual_seed(0))
+    chunks = [x[:300].half(), x[300:301].half(), x[301:].half()]
+    whole = random_projection(x.half().float(), 64, seed=2)
+    assert torch.allclose(random_projection(chunks, 64, seed=2), whole, atol=1e-4)
+    kept = random_projection(chunks, 256)  # nothing to project: a float32 copy of the rows
+    assert kept.dtype == torch.float32 and torch.equal(kept, x.half().float())
+
+
+def test_exact_grid_makes_float32_distances_exact():
+    x, y = exact_grid(torch.randn(300, 128, dtype=torch.float64) * 1e3, torch.randn(50, 128, dtype=torch.float64))
+    assert x.dtype == torch.float32 and torch.equal(x, x.round()) and float(x.abs().max()) == 181
+    exact = ((x.double()[:, None] - y.double()[None]) ** 2).sum(-1)
+    assert float(exact.max()) < 2**24
+    # Any order of summation gives the exact value: a matrix product, and a difference of squares.
+    fast = (x * x).sum(1)[:, None] + (y * y).sum(1)[None] - 2.0 * (x @ y.T)
+    assert torch.equal(fast.double(), exact)
+    assert exact_grid(torch.zeros(3, 4))[0].abs().max() == 0
+    z = torch.randn(10, 128)
+    (same,) = exact_grid(z, inplace=True)
+    assert same is z and torch.equal(z, z.round())
+
+
+def test_continuing_from_given_distances_equals_plain():
+    (x,) = exact_grid(clustered(2, n=3000, dims=48))
+    initial = (x[:, None] - x[:40][None]).square().sum(-1).min(dim=1).values  # as if x[:40] were centres
+    plain = greedy_k_center(x, 200, bound_dims=0, initial_sq_dist=initial)
+    assert torch.equal(greedy_k_center(x, 200, bound_dims=6, initial_sq_dist=initial), plain)
+    assert not set(plain.tolist()) & set(range(40))
 
 
 def test_duplicates_are_never_chosen_twice():
@@ -47,6 +99,10 @@ def test_duplicates_are_never_chosen_twice():
     idx = greedy_k_center_plain(x, 50, start=0)
     assert sorted(idx.tolist()) == list(range(50))
     assert sorted(greedy_k_center(x, 50, start=0).tolist()) == list(range(50))
+    many = torch.zeros(600, 16)
+    many[::7] = torch.randn(86, 16, generator=torch.Generator().manual_seed(0)).round()
+    plain = greedy_k_center_plain(many, 600)
+    assert torch.equal(greedy_k_center(many, 600, bound_dims=2, hot_share=0.95), plain)  # ties: lowest index first
 
 
 def test_covering_radius_beats_random_choice():
