@@ -77,18 +77,17 @@ def blocked_knn(queries: torch.Tensor, bank_parts: torch.Tensor | Iterable[torch
     """
     parts = [bank_parts] if isinstance(bank_parts, torch.Tensor) else bank_parts
     q_all = queries.float()
-    q_blocks = q_all.split(block[0], dim=-2) if block[0] else (q_all,)
+    # [q, 1] . [-2 b, |b|^2] = |b|^2 - 2 q.b, the squared distance less |q|^2: one plain matrix product a block.
+    q_aug = torch.cat([q_all, torch.ones_like(q_all[..., :1])], dim=-1)
+    q_blocks = q_aug.split(block[0], dim=-2) if block[0] else (q_aug,)
     best: list[tuple[torch.Tensor, torch.Tensor | None] | None] = [None] * len(q_blocks)
     offset = 0
     for part in parts:
         part = part.to(q_all.device, torch.float32)
         for b in part.split(block[1], dim=-2):
-            b_sq = (b * b).sum(-1).unsqueeze(-2)
-            b_t = b.transpose(-1, -2)
+            b_aug = torch.cat([b * -2.0, (b * b).sum(-1, keepdim=True)], dim=-1).transpose(-1, -2)
             for n, q in enumerate(q_blocks):
-                # |b|^2 - 2 q.b: the squared distance less |q|^2
-                d = torch.addmm(b_sq, q, b_t, alpha=-2.0) if q.dim() == 2 else torch.baddbmm(b_sq, q, b_t, alpha=-2.0)
-                best[n] = _merge_nearest(best[n], d, k, offset, with_indices)
+                best[n] = _merge_nearest(best[n], q @ b_aug, k, offset, with_indices)
             offset += b.shape[-2]
     if offset == 0:
         raise ValueError("nearest-neighbour search in an empty bank")

@@ -4,47 +4,39 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
-import torch.nn.functional as F
+from scipy.ndimage import gaussian_filter1d
 from torch import nn
 
 
-def gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> torch.Tensor:
-    """The normalised 1-D Gaussian kernel scipy.ndimage.gaussian_filter uses (radius ``int(truncate*sigma+0.5)``)."""
-    radius = int(truncate * sigma + 0.5)
-    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
-    return (kernel / kernel.sum()).float()
+def upsample_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """``(n_out, n_in)`` weights of 1-D linear interpolation as torch's ``align_corners=False`` computes them."""
+    src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    left = np.minimum(src.astype(np.int64), n_in - 1)
+    right = np.minimum(left + 1, n_in - 1)
+    frac = src - left
+    matrix = np.zeros((n_out, n_in))
+    np.add.at(matrix, (np.arange(n_out), left), 1.0 - frac)
+    np.add.at(matrix, (np.arange(n_out), right), frac)
+    return matrix
 
 
-def _pad_symmetric(x: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
-    """Pad by mirroring with the edge sample repeated (scipy's ``mode="reflect"``), any pad width."""
-    size = x.shape[dim]
-    if pad == 0:
-        return x
-    # Index pattern of half-sample symmetric extension, valid for pads wider than the signal too.
-    period = 2 * size
-    idx = torch.arange(-pad, size + pad, device=x.device) % period
-    idx = torch.where(idx >= size, period - 1 - idx, idx)
-    return x.index_select(dim, idx)
-
-
-def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur of ``(B, H, W)`` maps, equal to ``scipy.ndimage.gaussian_filter(m, sigma)`` per map."""
-    if sigma <= 0:
-        return maps
-    kernel = gaussian_kernel1d(sigma).to(maps.device, maps.dtype)
-    radius = kernel.numel() // 2
-    x = maps.unsqueeze(1)
-    x = _pad_symmetric(x, radius, dim=3)
-    x = F.conv2d(x, kernel.view(1, 1, 1, -1))
-    x = _pad_symmetric(x, radius, dim=2)
-    x = F.conv2d(x, kernel.view(1, 1, -1, 1))
-    return x.squeeze(1)
+def blur_matrix(n: int, sigma: float) -> np.ndarray:
+    """``(n, n)`` matrix of ``scipy.ndimage.gaussian_filter1d`` (reflect border) on length-``n`` signals."""
+    eye = np.eye(n)
+    return eye if sigma <= 0 else gaussian_filter1d(eye, sigma, axis=0, mode="reflect")
 
 
 class AnomalyMapGenerator(nn.Module):
     """Upsamples patch scores ``(B, h, w)`` bilinearly to the input size, then blurs them.
+
+    Both steps are linear and separable, so the map is ``R @ scores @ C.T`` with an
+    ``(H, h)`` matrix ``R`` (blur after upsampling, along the rows) and a ``(W, w)``
+    matrix ``C`` (along the columns), made once per score grid size: two small
+    matrix products instead of an upsampled image and two wide convolutions.
+    Equal to ``scipy.ndimage.gaussian_filter`` of the bilinearly upsampled scores
+    up to float rounding.
 
     Parameters
     ----------
@@ -60,7 +52,20 @@ class AnomalyMapGenerator(nn.Module):
             raise ValueError(f"blur sigma must be >= 0, got {sigma}")
         self.size = tuple(size)
         self.sigma = float(sigma)
+        self._operators: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def operators(self, grid: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """``R`` ``(H, h)`` and ``C`` ``(W, w)`` float32 for a score grid ``(h, w)``."""
+        key = (*grid, str(device))
+        if key not in self._operators:
+            (h, w), (height, width) = grid, self.size
+            # numpy, not torch: an export traces the forward pass, and these are its constants.
+            rows = blur_matrix(height, self.sigma) @ upsample_matrix(h, height)
+            cols = blur_matrix(width, self.sigma) @ upsample_matrix(w, width)
+            self._operators[key] = tuple(torch.from_numpy(m).float().to(device) for m in (rows, cols))
+        return self._operators[key]
 
     def forward(self, patch_scores: torch.Tensor) -> torch.Tensor:
-        maps = F.interpolate(patch_scores.unsqueeze(1), size=self.size, mode="bilinear", align_corners=False)
-        return gaussian_blur(maps.squeeze(1), self.sigma)
+        grid = (int(patch_scores.shape[-2]), int(patch_scores.shape[-1]))  # fixed by the input size in an export
+        rows, cols = self.operators(grid, patch_scores.device)
+        return rows @ patch_scores.float() @ cols.T

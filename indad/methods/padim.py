@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -15,12 +15,28 @@ from .base import AnomalyModel
 
 
 
-def pyramid_embedding(features: list[torch.Tensor], channels: torch.Tensor | None = None) -> torch.Tensor:
-    """Stage maps upsampled to the finest one and concatenated ``(B, D, h, w)``, optionally a channel subset."""
+def stage_channels(channels: torch.Tensor, widths: Sequence[int]) -> list[torch.Tensor]:
+    """Per stage, its channels among ``channels`` (ascending indices into the stages' concatenation)."""
+    out, offset = [], 0
+    for width in widths:
+        out.append(channels[(channels >= offset) & (channels < offset + width)] - offset)
+        offset += width
+    return out
+
+
+def pyramid_embedding(features: list[torch.Tensor], channels: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+    """Stage maps upsampled to the finest one and concatenated ``(B, D, h, w)``.
+
+    ``channels``: per stage, the channels to keep (:func:`stage_channels`), cut
+    before the stage is upsampled; None keeps all.
+    """
     size = features[0].shape[-2:]
-    maps = [f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="nearest") for f in features]
-    emb = torch.cat(maps, dim=1)
-    return emb if channels is None else emb.index_select(1, channels)
+    maps = []
+    for s, f in enumerate(features):
+        if channels is not None:
+            f = f.index_select(1, channels[s])
+        maps.append(f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="nearest"))
+    return torch.cat(maps, dim=1)
 
 
 class GaussianAccumulator:
@@ -51,7 +67,8 @@ class GaussianAccumulator:
             self.outer = torch.zeros(p, d, d, dtype=torch.float64, device=x.device)
         self.count += x.shape[0]
         self.sum += x.sum(dim=0).T
-        self.outer += torch.einsum("bdp,bep->pde", x, x)
+        xp = x.permute(2, 1, 0).contiguous()  # (P, d, B): contiguous, so bmm runs as one batched product
+        self.outer += torch.bmm(xp, xp.transpose(1, 2))
 
     def merge(self, other: "GaussianAccumulator") -> None:
         """Add another accumulator's sums (same shape)."""
@@ -78,15 +95,19 @@ class PaDiMModule(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.register_buffer("channels", channels)
+        self.n_stages = len(backbone.channels)
+        for i, chosen in enumerate(stage_channels(channels, backbone.channels)):
+            self.register_buffer(f"channels_{i}", chosen)
         self.register_buffer("mean", mean)  # (P, d)
         self.register_buffer("inv_cov", inv_cov)  # (P, d, d)
         self.map_generator = map_generator
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        emb = pyramid_embedding(self.backbone(images), self.channels)
+        emb = pyramid_embedding(self.backbone(images), [getattr(self, f"channels_{i}") for i in range(self.n_stages)])
         b, d, h, w = emb.shape
-        delta = emb.reshape(b, d, h * w).permute(2, 0, 1) - self.mean[:, None, :]  # (P, B, d)
+        # (P, B, d), contiguous: a strided batch makes bmm copy each position's rows separately (10-20x slower).
+        delta = (emb.reshape(b, d, h * w).permute(2, 0, 1) - self.mean[:, None, :]).contiguous()
         dist2 = (torch.bmm(delta, self.inv_cov) * delta).sum(-1)  # (P, B)
         dist = dist2.clamp_min(0).sqrt().T.reshape(b, h, w)
         maps = self.map_generator(dist)
@@ -145,7 +166,7 @@ class PaDiM(AnomalyModel):
 
     def _add_normal(self, batches: Iterable[dict]) -> None:
         for batch in batches:
-            emb = pyramid_embedding(self.backbone(batch["image"]), self.channels)
+            emb = pyramid_embedding(self.backbone(batch["image"]), stage_channels(self.channels, self.backbone.channels))
             self.accumulator.update(emb.flatten(2))
 
     def _state(self) -> tuple[dict[str, torch.Tensor], dict]:

@@ -6,7 +6,6 @@ import time
 from typing import Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..backbones import Backbone
@@ -105,13 +104,10 @@ class SPADEModule(nn.Module):
     def score_features(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores and maps from backbone features (the pyramid stages, then the pooled stage)."""
         dist, idx = self.searcher.search(pooled_feature(feats[-1]), self.k)
-        size = self.map_generator.size
-        stage_maps = [
-            F.interpolate(gallery_distances(stage, bank, idx, self.kappa, self.aligned, self.block)[:, None], size=size,
-                          mode="bilinear", align_corners=False)
-            for stage, bank in zip(feats[:-1], self.pyramids, strict=True)
-        ]
-        return dist.mean(dim=1), self.map_generator(torch.cat(stage_maps, dim=1).mean(dim=1))
+        # The mean of the stages' upsampled maps, blurred: upsampling and blur are linear, so map each stage and average.
+        stage_maps = [self.map_generator(gallery_distances(stage, bank, idx, self.kappa, self.aligned, self.block))
+                      for stage, bank in zip(feats[:-1], self.pyramids, strict=True)]
+        return dist.mean(dim=1), torch.stack(stage_maps).mean(dim=0)
 
 
 class SPADE(AnomalyModel):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from indad.methods.padim import GaussianAccumulator, PaDiM, PaDiMModule, pyramid_embedding
+from indad.methods.padim import GaussianAccumulator, PaDiM, PaDiMModule, pyramid_embedding, stage_channels
 from tests.conftest import make_layout
 
 
@@ -46,8 +46,17 @@ def test_merge_is_exact():
 
 
 def test_pyramid_embedding_upsamples_to_the_finest():
-    emb = pyramid_embedding([torch.zeros(2, 3, 8, 8), torch.ones(2, 4, 4, 4)], torch.tensor([0, 3, 6]))
+    emb = pyramid_embedding([torch.zeros(2, 3, 8, 8), torch.ones(2, 4, 4, 4)],
+                            stage_channels(torch.tensor([0, 3, 6]), [3, 4]))
     assert emb.shape == (2, 3, 8, 8) and emb[:, 0].eq(0).all() and emb[:, 1:].eq(1).all()
+
+
+def test_channels_cut_per_stage_equal_the_cut_of_the_whole_embedding():
+    gen = torch.Generator().manual_seed(0)
+    feats = [torch.randn(2, c, s, s, generator=gen) for c, s in ((24, 16), (40, 8), (112, 4))]
+    chosen = torch.randperm(176, generator=gen)[:50].sort().values
+    whole = pyramid_embedding(feats).index_select(1, chosen)
+    assert torch.equal(pyramid_embedding(feats, stage_channels(chosen, [24, 40, 112])), whole)
 
 
 @pytest.fixture(scope="module")
