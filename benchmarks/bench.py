@@ -3,6 +3,7 @@
     make bench            # = OMP_WAIT_POLICY=PASSIVE python benchmarks/bench.py
     python benchmarks/bench.py [--data-root ../shared/datasets] [--methods patchcore,padim,spade]
         [--fractions 0.01] [--image-size 256] [--anomalib-python ../.venv-anomalib/bin/python]
+        [--overhead-only]
 
 Per method, each side runs in a fresh process (so its peak RSS is its own):
 
@@ -18,6 +19,9 @@ Per method, each side runs in a fresh process (so its peak RSS is its own):
   passes), the backbone's forward pass alone against the fitted model's whole scoring (forward, nearest
   neighbours or Mahalanobis, maps, blur), at batch 1 and 16: the overhead is the
   scoring time after the forward pass, as a share of the forward pass.
+
+``--overhead-only`` fits each method and prints baseline B alone (minutes, not
+the hour and more anomalib's PatchCore coreset takes here).
 
 Ratios are anomalib / indad for times and memory (above 1: indad is faster or
 lighter) and indad - anomalib for ROC AUC, measured in the same run.
@@ -43,11 +47,11 @@ import torch
 from indad.data import read_image, scan_test
 from indad.methods import METHODS
 
-method, root, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+method, root, params, evaluate = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4] == "1"
 model = METHODS[method](progress=False, **params)
 model.fit(root)
 fit_s = model.timings["fit_s"]
-result = model.evaluate(root)
+result = model.evaluate(root) if evaluate else {}
 images = torch.stack([model.preprocess.image(read_image(s.path)) for s in scan_test(root)[:64]])
 overhead = {}
 with torch.inference_mode():
@@ -65,15 +69,15 @@ with torch.inference_mode():
             timings[name] = 1000 * best / len(images)
         overhead[batch] = timings
 hwm = int(re.search(r"VmHWM:\s+(\d+) kB", open("/proc/self/status").read()).group(1))
-print("RESULT " + json.dumps({"fit_s": fit_s, "predict_ms": result["predict_ms_per_image"], "peak_mb": hwm / 1024,
-                              "image_auroc": result["image_auroc"], "pixel_auroc": result["pixel_auroc"],
+print("RESULT " + json.dumps({"fit_s": fit_s, "predict_ms": result.get("predict_ms_per_image"), "peak_mb": hwm / 1024,
+                              "image_auroc": result.get("image_auroc"), "pixel_auroc": result.get("pixel_auroc"),
                               "overhead": overhead}))
 """
 
 
-def run_indad(method: str, root: Path, params: dict) -> dict:
+def run_indad(method: str, root: Path, params: dict, evaluate: bool = True) -> dict:
     """Fit and evaluate one indad method in a fresh process; its figures."""
-    out = subprocess.run([sys.executable, "-c", CHILD, method, str(root), json.dumps(params)],
+    out = subprocess.run([sys.executable, "-c", CHILD, method, str(root), json.dumps(params), str(int(evaluate))],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.split("RESULT ", 1)[1])
 
@@ -129,12 +133,14 @@ def main() -> None:
     p.add_argument("--fractions", default="0.01", help="PatchCore coreset fractions, comma-separated")
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--anomalib-python", default=str(REPO.parent / ".venv-anomalib" / "bin" / "python"))
+    p.add_argument("--overhead-only", action="store_true",
+                   help="baseline B only: fit each method, time forward pass against scoring (no evaluation, no anomalib)")
     args = p.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     root = Path(args.data_root) / "mtd"
     python = Path(args.anomalib_python)
-    have_baseline = python.is_file() and BASELINE.is_file()
-    if not have_baseline:
+    have_baseline = python.is_file() and BASELINE.is_file() and not args.overhead_only
+    if not have_baseline and not args.overhead_only:
         print(f"baseline A skipped: no {python} (set it up as {BASELINE} says in its header)")
     print(f"MTD at {root}, {args.image_size} px, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, "
           f"loadavg {os.getloadavg()[0]:.2f}", flush=True)
@@ -145,18 +151,20 @@ def main() -> None:
         for fraction, extra in runs:
             name = method if fraction is None else f"{method} {float(fraction):g}"
             start = time.perf_counter()
-            ours = run_indad(method, root, {"image_size": args.image_size, **extra})
+            ours = run_indad(method, root, {"image_size": args.image_size, **extra}, not args.overhead_only)
             print(f"{name}: indad in {time.perf_counter() - start:.0f} s: {json.dumps(ours)}", flush=True)
             base = None
             if have_baseline and method != "spade":
                 start = time.perf_counter()
                 base = run_anomalib(python, method, root, args.image_size, None if fraction is None else float(fraction))
                 print(f"{name}: anomalib in {time.perf_counter() - start:.0f} s: {json.dumps(base)}", flush=True)
-            table.append(row(name, ours, base))
+            if not args.overhead_only:
+                table.append(row(name, ours, base))
             overheads.append(overhead_cells(name, ours))
-    print()
-    print(markdown(["method", "fit s: indad / anomalib (ratio)", "predict ms/image", "peak RSS MB",
-                    "image ROC AUC", "pixel ROC AUC"], table))
+    if not args.overhead_only:
+        print()
+        print(markdown(["method", "fit s: indad / anomalib (ratio)", "predict ms/image", "peak RSS MB",
+                        "image ROC AUC", "pixel ROC AUC"], table))
     print()
     print("Baseline B: backbone forward alone -> whole scoring per image (overhead after the forward pass)")
     print(markdown(["method", "batch 1", "batch 16"], overheads))
