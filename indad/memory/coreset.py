@@ -94,8 +94,9 @@ def greedy_k_center(
     before the threshold is lowered.
 
     On points of :func:`exact_grid` every distance is exact, and the result is
-    identical to :func:`greedy_k_center_plain`'s; on other points the two
-    agree up to float rounding in near-ties.
+    identical to :func:`greedy_k_center_plain`'s; on other points both are
+    subject to float rounding, which may order two near-tied points differently
+    (the two versions sum some dot products in different orders).
 
     Parameters
     ----------
@@ -123,6 +124,8 @@ def greedy_k_center(
     total, dims = features.shape
     if not 1 <= n <= total:
         raise ValueError(f"cannot choose {n} of {total} points")
+    if not bool(torch.isfinite(features).all()):
+        raise ValueError("coreset features contain NaN or infinite values")
     with progress_bar("coreset", n, progress, mininterval=1.0) as bar:
         if 0 < bound_dims < dims // 2:
             return _HotColdGreedy(features, bound_dims, initial_sq_dist).run(n, start, hot_share, bar)
@@ -287,8 +290,10 @@ class GreedyCoresetSampler:
     seed:
         Seeds the projection and the first point.
 
-    The projected points are put on :func:`exact_grid` before the selection, so
-    that the pruned selection is exactly the plain one.
+    The selection runs on the float32 projections as they are. (On
+    :func:`exact_grid` points it would be bit-identical to the plain version,
+    but that grid's rounding, at 181 levels a coordinate, cost 0.7 point of image
+    ROC AUC on MTD: 0.9695 against 0.9767.)
     """
 
     def __init__(self, fraction: float = 0.1, projection_dim: int = 128, seed: int = 0, progress: Progress = True) -> None:
@@ -309,7 +314,7 @@ class GreedyCoresetSampler:
         n = max(1, int(round(self.fraction * total))) if n is None else int(n)
         if n >= total:
             return torch.arange(total, device=chunks[0].device)
-        (projected,) = exact_grid(random_projection(chunks, self.projection_dim, self.seed), inplace=True)
+        projected = random_projection(chunks, self.projection_dim, self.seed)
         start = int(torch.randint(total, (1,), generator=torch.Generator().manual_seed(self.seed)))
         log.info("coreset: choosing %d of %d points (%d dims)", n, total, projected.shape[1])
         return greedy_k_center(projected, n, start, progress=self.progress)
@@ -324,8 +329,7 @@ class GreedyCoresetSampler:
         n = max(1, int(round(self.fraction * total)))
         if n >= total:
             return torch.arange(total, device=features.device)
-        projected, old = exact_grid(random_projection([features], self.projection_dim, self.seed),
-                                    random_projection([centres.to(features.device)], self.projection_dim, self.seed),
-                                    inplace=True)
+        projected = random_projection([features], self.projection_dim, self.seed)
+        old = random_projection([centres.to(features.device)], self.projection_dim, self.seed)
         sq_dist = blocked_knn(projected, old, 1, block=(4096, 4096), with_indices=False)[0][:, 0].square()
         return greedy_k_center(projected, n, progress=self.progress, initial_sq_dist=sq_dist)

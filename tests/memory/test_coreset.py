@@ -105,6 +105,13 @@ def test_duplicates_are_never_chosen_twice():
     assert torch.equal(greedy_k_center(many, 600, bound_dims=2, hot_share=0.95), plain)  # ties: lowest index first
 
 
+def test_non_finite_features_are_refused():
+    x = torch.randn(100, 8)
+    x[17, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        greedy_k_center(x, 10)
+
+
 def test_covering_radius_beats_random_choice():
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(3000, 16, generator=gen)
