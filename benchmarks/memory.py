@@ -64,7 +64,6 @@ def main() -> None:
     p.add_argument("--counts", default="761,5000")
     p.add_argument("--scratch", default=None, help="folder for the symmetric copies (default: a temporary one)")
     args = p.parse_args()
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from indad.data import scan_train
 
     train = [s.path for s in scan_train(Path(args.data_root) / "mtd")]

@@ -50,7 +50,7 @@ def _projection_matrix(n_features: int, dim: int, seed: int) -> torch.Tensor:
     return torch.from_numpy(np.asarray(rp.components_, dtype=np.float32))
 
 
-def exact_grid(features: torch.Tensor, *others: torch.Tensor, inplace: bool = False) -> list[torch.Tensor]:
+def exact_grid(features: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
     """The points scaled by one common factor and rounded to integers, small enough for exact float32 distances.
 
     With ``D`` dimensions every coordinate ends in ``[-L, L]``, ``L = floor(sqrt(2**24 / D) / 2)``
@@ -59,14 +59,13 @@ def exact_grid(features: torch.Tensor, *others: torch.Tensor, inplace: bool = Fa
     computed in float32 in any order (any BLAS kernel, CPU or CUDA) it is exact.
     Greedy k-center selection on these points therefore has one exact answer.
     The rounding moves a point by at most half a grid step, ``max|x| / (2 L)``.
-    ``inplace`` overwrites the given tensors (float32) instead of copying them.
     """
     tensors = (features, *others)
     levels = max(1, int((2**24 / features.shape[1]) ** 0.5 / 2))
     peak = max((max(-float(lo), float(hi)) for lo, hi in (torch.aminmax(t) for t in tensors if t.numel())),
                default=0.0)
     scale = levels / peak if peak > 0 else 1.0
-    return [(t if inplace else t.float().clone()).mul_(scale).round_().clamp_(-levels, levels) for t in tensors]
+    return [(t.float() * scale).round_().clamp_(-levels, levels) for t in tensors]
 
 
 def _sq_norms(x: torch.Tensor, block: int = 1 << 16) -> torch.Tensor:
@@ -128,7 +127,8 @@ def greedy_k_center(
         raise ValueError("coreset features contain NaN or infinite values")
     with progress_bar("coreset", n, progress, mininterval=1.0) as bar:
         if 0 < bound_dims < dims // 2:
-            return _HotColdGreedy(features, bound_dims, initial_sq_dist).run(n, start, hot_share, bar)
+            first = start if initial_sq_dist is None else None  # else the farthest point
+            return _HotColdGreedy(features, bound_dims, initial_sq_dist).run(n, first, hot_share, bar)
         return _plain_greedy(features, n, start, initial_sq_dist, bar)
 
 
@@ -185,7 +185,6 @@ class _HotColdGreedy:
         self.slack = 1e-4 * (self.sq + self.sq.max())
         self.min_dist = _initial_distances(x, initial_sq_dist)
         self.stamp = torch.zeros(total, dtype=torch.long, device=x.device)
-        self.chosen = torch.empty(0, dtype=torch.long, device=x.device)
         self.threshold = float("-inf")
         self._heat(torch.arange(total, device=x.device))
 
@@ -199,9 +198,9 @@ class _HotColdGreedy:
         self.hot_z, self.hot_z_sq, self.hot_x, self.hot_sq = self.z[hot], self.z_sq[hot], self.x[hot], self.sq[hot]
         self.hot_slack, self.hot_dist = self.slack[hot], self.min_dist[hot]
 
-    def run(self, n: int, start: int, hot_share: float, bar) -> torch.Tensor:
+    def run(self, n: int, start: int | None, hot_share: float, bar) -> torch.Tensor:
         self.chosen = torch.empty(n, dtype=torch.long, device=self.x.device)
-        pos = start if torch.isinf(self.min_dist).all() else None
+        pos = start  # None: the farthest point
         i = 0
         while i < n:
             if pos is None:
@@ -329,7 +328,7 @@ class GreedyCoresetSampler:
         n = max(1, int(round(self.fraction * total)))
         if n >= total:
             return torch.arange(total, device=features.device)
-        projected = random_projection([features], self.projection_dim, self.seed)
-        old = random_projection([centres.to(features.device)], self.projection_dim, self.seed)
+        projected = random_projection(features, self.projection_dim, self.seed)
+        old = random_projection(centres.to(features.device, features.dtype), self.projection_dim, self.seed)
         sq_dist = blocked_knn(projected, old, 1, block=(4096, 4096), with_indices=False)[0][:, 0].square()
         return greedy_k_center(projected, n, progress=self.progress, initial_sq_dist=sq_dist)

@@ -94,7 +94,6 @@ class PaDiMModule(nn.Module):
                  map_generator: AnomalyMapGenerator) -> None:
         super().__init__()
         self.backbone = backbone
-        self.register_buffer("channels", channels)
         self.n_stages = len(backbone.channels)
         for i, chosen in enumerate(stage_channels(channels, backbone.channels)):
             self.register_buffer(f"channels_{i}", chosen)
@@ -165,8 +164,9 @@ class PaDiM(AnomalyModel):
         self.accumulator = shards[0]
 
     def _add_normal(self, batches: Iterable[dict]) -> None:
+        channels = stage_channels(self.channels, self.backbone.channels)
         for batch in batches:
-            emb = pyramid_embedding(self.backbone(batch["image"]), stage_channels(self.channels, self.backbone.channels))
+            emb = pyramid_embedding(self.backbone(batch["image"]), channels)
             self.accumulator.update(emb.flatten(2))
 
     def _state(self) -> tuple[dict[str, torch.Tensor], dict]:
