@@ -2,8 +2,8 @@
 
     make bench            # = OMP_WAIT_POLICY=PASSIVE python benchmarks/bench.py
     python benchmarks/bench.py [--data-root ../shared/datasets] [--methods patchcore,padim,spade]
-        [--fractions 0.01] [--image-size 256] [--anomalib-python ../.venv-anomalib/bin/python]
-        [--overhead-only]
+        [--fractions 0.01] [--baseline-fractions FRACTIONS] [--image-size 256]
+        [--anomalib-python ../.venv-anomalib/bin/python] [--overhead-only]
 
 Per method, each side runs in a fresh process (so its peak RSS is its own):
 
@@ -20,6 +20,8 @@ Per method, each side runs in a fresh process (so its peak RSS is its own):
   neighbours or Mahalanobis, maps, blur), at batch 1 and 16: the overhead is the
   scoring time after the forward pass, as a share of the forward pass.
 
+``--baseline-fractions`` limits anomalib's PatchCore to some of the fractions
+(its greedy coreset runs about an hour at 1% here, ten times that at 10%).
 ``--overhead-only`` fits each method and prints baseline B alone (minutes, not
 the hour and more anomalib's PatchCore coreset takes here).
 
@@ -131,6 +133,8 @@ def main() -> None:
     p.add_argument("--data-root", default=str(REPO.parent / "shared" / "datasets"))
     p.add_argument("--methods", default="patchcore,padim,spade")
     p.add_argument("--fractions", default="0.01", help="PatchCore coreset fractions, comma-separated")
+    p.add_argument("--baseline-fractions", default=None,
+                   help="the fractions anomalib's PatchCore also runs (default: all of --fractions)")
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--anomalib-python", default=str(REPO.parent / ".venv-anomalib" / "bin" / "python"))
     p.add_argument("--overhead-only", action="store_true",
@@ -144,6 +148,7 @@ def main() -> None:
         print(f"baseline A skipped: no {python} (set it up as {BASELINE} says in its header)")
     print(f"MTD at {root}, {args.image_size} px, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, "
           f"loadavg {os.getloadavg()[0]:.2f}", flush=True)
+    baseline_fractions = {float(f) for f in (args.baseline_fractions or args.fractions).split(",")}
     table, overheads = [], []
     for method in args.methods.split(","):
         runs = [(f, {"f_coreset": float(f)}) for f in args.fractions.split(",")] if method == "patchcore" else [
@@ -154,7 +159,7 @@ def main() -> None:
             ours = run_indad(method, root, {"image_size": args.image_size, **extra}, not args.overhead_only)
             print(f"{name}: indad in {time.perf_counter() - start:.0f} s: {json.dumps(ours)}", flush=True)
             base = None
-            if have_baseline and method != "spade":
+            if have_baseline and method != "spade" and (fraction is None or float(fraction) in baseline_fractions):
                 start = time.perf_counter()
                 base = run_anomalib(python, method, root, args.image_size, None if fraction is None else float(fraction))
                 print(f"{name}: anomalib in {time.perf_counter() - start:.0f} s: {json.dumps(base)}", flush=True)

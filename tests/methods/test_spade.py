@@ -6,7 +6,7 @@ from torch import nn
 
 from indad.memory import TorchNearestNeighbors
 from indad.methods.anomaly_map import AnomalyMapGenerator
-from indad.methods.spade import SPADE, SPADEModule
+from indad.methods.spade import SPADE, SPADEModule, batch_block, gallery_distances
 from tests.conftest import make_layout
 
 
@@ -52,6 +52,19 @@ def test_matches_the_slow_version(aligned, kappa):
     ref_scores, ref_maps = slow_spade(half_train, [t.numpy() for t in test], 4, kappa, aligned, 12)
     np.testing.assert_allclose(scores.numpy(), ref_scores, rtol=1e-4)
     np.testing.assert_allclose(maps.numpy(), ref_maps, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 5, 40])
+def test_gallery_blocks_sized_by_the_batch_change_no_distance(batch):
+    gen = torch.Generator().manual_seed(batch)
+    bank = torch.randn(12, 6, 48, 48, generator=gen).half()
+    query = torch.randn(batch, 6, 48, 48, generator=gen)
+    neighbours = torch.randint(0, 12, (batch, 3), generator=gen)
+    rows, cols = batch_block(batch)
+    assert rows < 48 * 48 and cols < 48 * 48  # several blocks each way
+    by_batch = gallery_distances(query, bank, neighbours, kappa=2, aligned=False)
+    tiny = gallery_distances(query, bank, neighbours, kappa=2, aligned=False, block=(7, 11))
+    torch.testing.assert_close(by_batch, tiny, rtol=1e-5, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
