@@ -7,6 +7,7 @@ from .coreset import (
     greedy_k_center,
     greedy_k_center_plain,
     random_projection,
+    take_rows,
 )
 from .nearest import FaissNearestNeighbors, NearestNeighbors, TorchNearestNeighbors, blocked_knn, default_searcher
 
@@ -22,4 +23,5 @@ __all__ = [
     "greedy_k_center",
     "greedy_k_center_plain",
     "random_projection",
+    "take_rows",
 ]

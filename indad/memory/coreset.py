@@ -41,6 +41,17 @@ def random_projection(features: torch.Tensor | Sequence[torch.Tensor], dim: int,
     return out
 
 
+def take_rows(chunks: Sequence[torch.Tensor], index: torch.Tensor) -> torch.Tensor:
+    """Rows ``index`` (in that order) of the concatenation of ``chunks``, without concatenating them."""
+    out = chunks[0].new_empty(len(index), chunks[0].shape[1])
+    start = 0
+    for chunk in chunks:
+        inside = ((index >= start) & (index < start + len(chunk))).nonzero().squeeze(1)
+        out[inside] = chunk[index[inside] - start]
+        start += len(chunk)
+    return out
+
+
 def _projection_matrix(n_features: int, dim: int, seed: int) -> torch.Tensor:
     """``(dim, n_features)`` float32 Gaussian random projection matrix of scikit-learn."""
     from sklearn.random_projection import GaussianRandomProjection

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbones import Backbone
-from ..memory import GreedyCoresetSampler, NearestNeighbors, TorchNearestNeighbors, default_searcher
+from ..memory import GreedyCoresetSampler, NearestNeighbors, TorchNearestNeighbors, default_searcher, take_rows
 from .anomaly_map import AnomalyMapGenerator
 from .base import AnomalyModel
 
@@ -82,17 +82,6 @@ def reweighting_weights(
     support_feats = bank[support.to(bank.device)].to(m_test.device)  # (B, b, D)
     d = torch.linalg.vector_norm(support_feats - m_test[:, None, :], dim=-1)  # (B, b)
     return 1.0 - torch.exp(s_star - torch.logsumexp(d, dim=1))
-
-
-def take_rows(chunks: list[torch.Tensor], index: torch.Tensor) -> torch.Tensor:
-    """Rows ``index`` (in that order) of the concatenation of ``chunks``, without concatenating them."""
-    out = chunks[0].new_empty(len(index), chunks[0].shape[1])
-    start = 0
-    for chunk in chunks:
-        inside = ((index >= start) & (index < start + len(chunk))).nonzero().squeeze(1)
-        out[inside] = chunk[index[inside] - start]
-        start += len(chunk)
-    return out
 
 
 IMAGE_SCORES = ("max_map", "max_patch")

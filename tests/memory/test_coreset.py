@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from indad.memory import GreedyCoresetSampler, exact_grid, greedy_k_center, greedy_k_center_plain, random_projection
+from indad.memory import (GreedyCoresetSampler, exact_grid, greedy_k_center, greedy_k_center_plain, random_projection,
+                          take_rows)
 
 
 def slow_greedy_k_center(points: np.ndarray, n: int, start: int) -> list[int]:
@@ -155,3 +156,11 @@ def test_continuing_from_existing_centres_matches_the_slow_version():
     # A point already among the centres is never chosen again.
     again = sampler.extend(torch.from_numpy(new[:5]), torch.from_numpy(new))
     assert not set(again.tolist()) & set(range(5))
+
+
+def test_take_rows_of_chunks_equals_indexing_their_concatenation():
+    gen = torch.Generator().manual_seed(0)
+    chunks = [torch.randn(n, 6, generator=gen).half() for n in (5, 1, 9, 3)]
+    index = torch.randperm(18, generator=gen)[:11]
+    rows = take_rows(chunks, index)
+    assert rows.dtype == torch.float16 and torch.equal(rows, torch.cat(chunks)[index])

@@ -6,7 +6,7 @@ import torch
 
 from indad.memory import FaissNearestNeighbors
 from indad.methods import NotFittedError
-from indad.methods.patchcore import patch_embedding, reweighting_weights, take_rows
+from indad.methods.patchcore import patch_embedding, reweighting_weights
 from indad.models import PatchCore
 from tests.conftest import make_layout
 
@@ -36,14 +36,6 @@ def test_reweighting_matches_equation_7():
         assert np.allclose(ours.numpy(), ref, rtol=1e-4, atol=1e-5)
     assert torch.equal(reweighting_weights(queries, d.view(3, 20), i.view(3, 20), bank, searcher, 0),
                        torch.ones(3))
-
-
-def test_take_rows_of_chunks_equals_indexing_their_concatenation():
-    gen = torch.Generator().manual_seed(0)
-    chunks = [torch.randn(n, 6, generator=gen).half() for n in (5, 1, 9, 3)]
-    index = torch.randperm(18, generator=gen)[:11]
-    rows = take_rows(chunks, index)
-    assert rows.dtype == torch.float16 and torch.equal(rows, torch.cat(chunks)[index])
 
 
 def test_patch_embedding_shapes_and_local_average():
