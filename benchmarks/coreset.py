@@ -11,15 +11,19 @@ and whether the indices are identical.
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the reference versions live beside the tests
 
 import torch  # noqa: E402
 
 from indad.data import AnomalyDataset, data_root, scan_train  # noqa: E402
-from indad.memory import exact_grid, greedy_k_center, greedy_k_center_plain, random_projection  # noqa: E402
+from indad.memory import greedy_k_center, random_projection  # noqa: E402
 from indad.models import PatchCore  # noqa: E402
+from tests.memory.reference import exact_grid, greedy_k_center_plain  # noqa: E402
 
 
 def main() -> None:
@@ -34,7 +38,7 @@ def main() -> None:
     loader = torch.utils.data.DataLoader(AnomalyDataset(samples, model.preprocess), batch_size=16)
     with torch.inference_mode():
         bank = torch.cat([model.embed(b["image"]) for b in loader])
-        (x,) = exact_grid(random_projection(bank, 128, seed=0))
+        x = exact_grid(random_projection(bank, 128, seed=0))
         del bank
         n = max(1, int(round(args.fraction * len(x))))
         t0 = time.perf_counter()

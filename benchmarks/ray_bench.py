@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,10 +30,11 @@ import torch
 
 from indad.distributed.ray_engine import RayEngine
 from indad.inference import open_scorer, predict_folder
-from indad.memory import coverage_radius
 from indad.methods import PatchCore
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the reference versions live beside the tests
+from tests.memory.reference import coverage_radius  # noqa: E402
 
 
 def main() -> None:
@@ -68,7 +70,7 @@ def fit_table(mtd: Path, image_size: int, model_path: Path) -> None:
         fit_s = time.perf_counter() - start
         if bank is None:
             with torch.inference_mode():
-                bank = torch.cat([model.embed(b["image"]) for b in model._batches(mtd, "train", "")])
+                bank = torch.cat([model.embed(b["image"]) for b in model.iter_batches(mtd, "train", "")])
             model.save(model_path)
         result = model.evaluate(mtd)
         fit_rows.append((name, fit_s, model.memory_bank.shape[0], coverage_radius(bank, model.memory_bank),

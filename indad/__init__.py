@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 
 def load(path, device: str = "auto", weights=None, progress: bool = False):
-    """A fitted model saved with ``model.save(path)``; see :func:`indad.export.load_model`."""
-    from .export.model_file import load_model
+    """A fitted model saved with ``model.save(path)``; see :func:`indad.methods.load_model`."""
+    from .methods import load_model
 
     return load_model(path, device=device, weights=weights, progress=progress)

@@ -88,3 +88,8 @@ def f1_thresholds(labels: np.ndarray, scores: np.ndarray, masks: np.ndarray | No
     if masks is not None and maps is not None and np.asarray(masks).any():
         _, pixel_t = f1_max(np.asarray(masks).ravel(), np.asarray(maps, dtype=np.float32).ravel())
     return Thresholds(float(image_t), float(pixel_t), "f1_max", None, int(labels.size))
+
+
+def is_defective(scores, threshold):
+    """TEMPORARY (replaced by the rules branch)."""
+    return scores >= threshold

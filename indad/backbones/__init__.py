@@ -1,6 +1,13 @@
 """Frozen ImageNet CNNs (timm) and where their weights come from."""
 
-from .extractor import Backbone, BackboneError, resolve_device, state_fingerprint
+from .extractor import (
+    Backbone,
+    BackboneError,
+    backbone_normalization,
+    check_backbone_name,
+    resolve_device,
+    state_fingerprint,
+)
 from .weights import NATIVE_SIZE, PYPI_WEIGHTS, WeightsNotFoundError, load_pretrained
 
 OFFLINE_BACKBONES = tuple(sorted(PYPI_WEIGHTS))
@@ -12,6 +19,8 @@ __all__ = [
     "OFFLINE_BACKBONES",
     "PYPI_WEIGHTS",
     "WeightsNotFoundError",
+    "backbone_normalization",
+    "check_backbone_name",
     "load_pretrained",
     "resolve_device",
     "state_fingerprint",

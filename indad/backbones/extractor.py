@@ -11,10 +11,33 @@ from torch import nn
 
 from .weights import load_pretrained
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class BackboneError(ValueError):
     """A backbone name, stage or device that cannot be used."""
+
+
+def check_backbone_name(name: str) -> None:
+    """Raise :class:`BackboneError` naming ``name`` and similar names when timm has no such model."""
+    import timm
+
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('.')[0][:12]}*")[:8]
+        raise BackboneError(
+            f"unknown backbone {name!r}: not a timm model." + (f" Similar names: {', '.join(close)}." if close else "")
+        )
+
+
+def backbone_normalization(name: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """The per-channel input ``(mean, std)`` the backbone's weights were trained with (no network is built)."""
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    mean = getattr(cfg, "mean", None) or IMAGENET_MEAN
+    std = getattr(cfg, "std", None) or IMAGENET_STD
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)  # type: ignore[return-value]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -66,19 +89,16 @@ class Backbone(nn.Module):
         super().__init__()
         import timm
 
-        if not timm.is_model(name):
-            close = timm.list_models(f"*{name.split('.')[0][:12]}*")[:8]
-            raise BackboneError(
-                f"unknown backbone {name!r}: not a timm model."
-                + (f" Similar names: {', '.join(close)}." if close else "")
-            )
-        model = timm.create_model(name, pretrained=False)
-        if not hasattr(model, "forward_intermediates") or not getattr(model, "feature_info", None):
-            raise BackboneError(
-                f"backbone {name!r} cannot return intermediate feature maps through timm; choose a CNN "
-                "such as tf_efficientnet_lite0 or wide_resnet50_2"
-            )
-        self.weights_source = load_pretrained(model, name, weights)
+        check_backbone_name(name)
+        # timm's random initialisation and the weight sources draw from torch's generator: leave the caller's alone
+        with torch.random.fork_rng(devices=[]):
+            model = timm.create_model(name, pretrained=False)
+            if not hasattr(model, "forward_intermediates") or not getattr(model, "feature_info", None):
+                raise BackboneError(
+                    f"backbone {name!r} cannot return intermediate feature maps through timm; choose a CNN "
+                    "such as tf_efficientnet_lite0 or wide_resnet50_2"
+                )
+            self.weights_source = load_pretrained(model, name, weights)
 
         info = model.feature_info
         available = [int(f["reduction"]) for f in info]
@@ -99,9 +119,7 @@ class Backbone(nn.Module):
         self.indices = indices
         self.strides = tuple(int(s) for s in strides)
         self.channels = tuple(int(info[i]["num_chs"]) for i in indices)
-        cfg = getattr(model, "pretrained_cfg", {}) or {}
-        self.mean = tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406)))
-        self.std = tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225)))
+        self.mean, self.std = backbone_normalization(name)
         self.fp16 = bool(fp16)
         self.fingerprint = state_fingerprint(model)
 

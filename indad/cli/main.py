@@ -12,7 +12,7 @@ from .. import __version__
 from ..backbones import BackboneError, WeightsNotFoundError
 from ..config import ConfigError, load_config
 from ..data import DatasetLayoutError, DownloadError, ImageReadError
-from ..export.model_file import ModelFileError
+from ..errors import ModelFileError
 from ..methods import METHODS, NotFittedError
 
 # Errors a user can fix: shown as one clear message, without a traceback.
@@ -178,7 +178,7 @@ def fit_command(method: str, data: str, out: str, config: str | None, backbone: 
 def calibrate_command(model_path: str, good: str | None, validation: str | None, quantile: float, device: str,
                       quiet: bool) -> None:
     """Set MODEL's thresholds from good images (--good) or a labelled validation set (--validation)."""
-    from ..export.model_file import load_model
+    from ..methods import load_model
 
     if (good is None) == (validation is None):
         raise click.UsageError("give exactly one of --good or --validation")
@@ -243,7 +243,7 @@ def export_command(model_path: str, fmt: str, out: str | None, device: str) -> N
     from pathlib import Path
 
     from ..export.graph import SUFFIXES, export_model
-    from ..export.model_file import load_model
+    from ..methods import load_model
 
     target = Path(out) if out else Path(model_path).with_suffix(SUFFIXES[fmt])
     try:
@@ -260,7 +260,7 @@ def export_command(model_path: str, fmt: str, out: str | None, device: str) -> N
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def update_command(model_path: str, data: str, device: str, quiet: bool) -> None:
     """Add the good images in DATA to MODEL without refitting (thresholds are kept)."""
-    from ..export.model_file import load_model
+    from ..methods import load_model
 
     try:
         model = load_model(model_path, device=device, progress=not quiet)

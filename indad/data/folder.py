@@ -226,7 +226,9 @@ def make_loader(
             dataset = _InMemoryImages(data, preprocess)
     else:
         raise TypeError(f"cannot read images from {type(data).__name__}")
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    # An own generator: iterating a DataLoader would otherwise draw its worker seeds from torch's global one.
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                      generator=torch.Generator().manual_seed(0))
 
 
 def train_paths(data, needed_for: str = "this") -> list[Path]:

@@ -102,7 +102,7 @@ class RayEngine:
 
     # ----------------------------------------------------------------- fit
     def partial_fits(self, model, data) -> list[dict[str, torch.Tensor]]:
-        """Each shard's :meth:`~indad.methods.AnomalyModel._partial_fit`, computed by one worker a shard.
+        """Each shard's :meth:`~indad.methods.AnomalyModel.partial_fit_state`, computed by one worker a shard.
 
         ``data`` (image files and folders, or a dataset root whose ``train/good``
         is used) is cut into batches dealt round-robin to as many shards as there are workers.
@@ -188,7 +188,7 @@ def _partial_fit(method: str, hparams: dict, paths: list[str], shards: int, thre
     torch.set_num_threads(threads)
     model = METHODS[method](**hparams)
     with torch.inference_mode():
-        part = model._partial_fit(model._batches(paths, "train", f"{method}: shard"), shards)
+        part = model.partial_fit_state(model.iter_batches(paths, "train", f"{method}: shard"), shards)
     return {name: tensor.cpu() for name, tensor in part.items()}
 
 

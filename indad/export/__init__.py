@@ -1,5 +1,9 @@
-"""Model files (save / load, no pickle) and exported graphs (ONNX, TorchScript)."""
+"""The model file format (safetensors + JSON header) and exported graphs (ONNX, TorchScript).
 
-from .model_file import ModelFileError, load_model, read_header, save_model
+Loading a model file into a method is :func:`indad.load` (:func:`indad.methods.load_model`).
+"""
 
-__all__ = ["ModelFileError", "load_model", "read_header", "save_model"]
+from ..errors import ModelFileError
+from .model_file import FORMAT, read_header, read_tensors, write_model_file
+
+__all__ = ["FORMAT", "ModelFileError", "read_header", "read_tensors", "write_model_file"]

@@ -13,31 +13,36 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ..data import Preprocess
-from ..results import atomic_output
+from ..errors import ModelFileError
+from ..files import atomic_output
 from ..thresholds import Thresholds
-from .model_file import HEADER_KEY, ModelFileError, header_of
+from .model_file import HEADER_KEY, file_header
+
+if TYPE_CHECKING:  # types only: export/ never imports the methods at run time (they import the file format)
+    from ..methods import AnomalyModel
 
 FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
 
 
-def _example(model, batch: int = 2) -> torch.Tensor:
+def _example(model: AnomalyModel, batch: int = 2) -> torch.Tensor:
     h, w = model.preprocess.output_size
     return torch.zeros(batch, 3, h, w, device=model.device)
 
 
-def export_model(model, path: str | os.PathLike, fmt: str = "onnx") -> Path:
+def export_model(model: AnomalyModel, path: str | os.PathLike, fmt: str = "onnx") -> Path:
     """Write a fitted model's pipeline as ONNX or TorchScript to ``path``, atomically."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    model._require_fitted()
-    module = model._build_module(exportable=True).eval()
-    header = json.dumps(header_of(model))
+    model.require_fitted()
+    module = model.build_module(exportable=True).eval()
+    header = json.dumps(file_header(model.metadata()))
     with atomic_output(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if fmt == "onnx":

@@ -1,4 +1,8 @@
-"""One-file fitted models: safetensors tensors plus a JSON header; nothing is unpickled on load."""
+"""The model file format: safetensors tensors plus a JSON header; nothing is unpickled on load.
+
+This module knows the file, not the methods: a method's :meth:`~indad.methods.AnomalyModel.save`
+writes its state and metadata here, and :func:`indad.methods.load_model` reads them back.
+"""
 
 from __future__ import annotations
 
@@ -9,45 +13,25 @@ from typing import Any
 
 import torch
 
-from ..results import atomic_output
-from ..thresholds import Thresholds
+from ..errors import ModelFileError
+from ..files import atomic_output
 
 FORMAT = "indad-model/1"
 HEADER_KEY = "indad"
-# Constructor parameters that describe where a model runs, not what it is: chosen again at load time.
-RUNTIME_PARAMS = ("device", "progress", "weights", "num_workers")
 
 
-class ModelFileError(ValueError):
-    """A model file that cannot be read, or does not match the backbone weights at hand."""
+def file_header(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The JSON header of a model file (and of an exported graph): the format tag, then the model's metadata."""
+    return {"format": FORMAT, **metadata}
 
 
-def header_of(model) -> dict[str, Any]:
-    """The JSON header of a fitted model: what it is, how it preprocesses, its thresholds."""
-    from .. import __version__
-
-    return {
-        "format": FORMAT,
-        "indad_version": __version__,
-        "method": model.method,
-        "hparams": {k: v for k, v in model.hparams().items() if k not in RUNTIME_PARAMS},
-        "backbone": {"name": model.backbone_name, "fingerprint": model.backbone.fingerprint,
-                     "weights_source": model.backbone.weights_source},
-        "preprocess": model.preprocess.to_dict(),
-        "thresholds": None if model.thresholds is None else model.thresholds.to_dict(),
-        "state": model._state()[1],
-    }
-
-
-def save_model(model, path: str | os.PathLike) -> Path:
-    """Write a fitted model to ``path`` (safetensors with the header as metadata), atomically."""
+def write_model_file(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> Path:
+    """Write ``tensors`` and ``metadata`` (the header, JSON) to ``path`` as one safetensors file, atomically."""
     from safetensors.torch import save_file
 
-    model._require_fitted()
-    tensors, _ = model._state()
-    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    plain = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     with atomic_output(path) as tmp:
-        save_file(tensors, str(tmp), metadata={HEADER_KEY: json.dumps(header_of(model))})
+        save_file(plain, str(tmp), metadata={HEADER_KEY: json.dumps(file_header(metadata))})
     return Path(path)
 
 
@@ -72,32 +56,8 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
     return header
 
 
-def load_model(path: str | os.PathLike, device: str = "auto", weights: str | os.PathLike | None = None,
-               progress: bool = False):
-    """A fitted model from a file written by :func:`save_model`.
-
-    The backbone is built by name (its weights from ``weights`` or the usual
-    sources) and must have the fingerprint stored in the file: different weights
-    would make every score meaningless, so a mismatch is an error.
-    """
+def read_tensors(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of a model file, on ``device``."""
     from safetensors.torch import load_file
 
-    from ..methods import METHODS
-
-    header = read_header(path)
-    method = header.get("method")
-    if method not in METHODS:
-        raise ModelFileError(f"{path}: unknown method {method!r} (known: {', '.join(METHODS)})")
-    model = METHODS[method](**header["hparams"], device=device, weights=weights, progress=progress)
-    stored = header["backbone"]
-    if model.backbone.fingerprint != stored["fingerprint"]:
-        raise ModelFileError(
-            f"{path} was fitted with {stored['name']} weights of fingerprint {stored['fingerprint']} "
-            f"(from {stored['weights_source']}), but the weights found here ({model.backbone.weights_source}) have "
-            f"fingerprint {model.backbone.fingerprint}: scores would be meaningless. Pass the original weights."
-        )
-    tensors = load_file(str(path), device=str(model.device))
-    model._load_state(tensors, header["state"])
-    model.thresholds = None if header["thresholds"] is None else Thresholds.from_dict(header["thresholds"])
-    model.module = model._build_module().eval()
-    return model
+    return load_file(str(path), device=str(device))

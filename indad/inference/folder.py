@@ -37,7 +37,7 @@ class TorchScorer:
     """A fitted :class:`~indad.methods.AnomalyModel` as a :class:`Scorer`."""
 
     def __init__(self, model) -> None:
-        model._require_fitted()
+        model.require_fitted()
         self.model = model
         self.preprocess = model.preprocess
         self.thresholds = model.thresholds
@@ -63,7 +63,7 @@ def open_scorer(path: str | os.PathLike, runtime: str = "torch", device: str = "
         return OnnxScorer(onnx_path)
     if runtime != "torch":
         raise ValueError(f"unknown runtime {runtime!r}; choose torch or onnx")
-    from ..export.model_file import load_model
+    from ..methods import load_model
 
     return TorchScorer(load_model(path, device=device))
 

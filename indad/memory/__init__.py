@@ -2,10 +2,7 @@
 
 from .coreset import (
     GreedyCoresetSampler,
-    coverage_radius,
-    exact_grid,
     greedy_k_center,
-    greedy_k_center_plain,
     random_projection,
     take_rows,
 )
@@ -17,11 +14,8 @@ __all__ = [
     "NearestNeighbors",
     "TorchNearestNeighbors",
     "blocked_knn",
-    "coverage_radius",
     "default_searcher",
-    "exact_grid",
     "greedy_k_center",
-    "greedy_k_center_plain",
     "random_projection",
     "take_rows",
 ]

@@ -1,11 +1,11 @@
 """Anomaly detection methods on frozen CNN features, one module each, sharing :mod:`.base`."""
 
-from .base import AnomalyModel, NotCalibratedError, NotFittedError, Prediction
+from ..errors import NotCalibratedError, NotFittedError
+from .base import AnomalyModel, Batch, ModelState, Prediction, Tensors
 from .padim import PaDiM
 from .patchcore import PatchCore
+from .registry import METHODS, load_model
 from .spade import SPADE
 
-METHODS: dict[str, type[AnomalyModel]] = {"patchcore": PatchCore, "padim": PaDiM, "spade": SPADE}
-
-__all__ = ["METHODS", "SPADE", "AnomalyModel", "NotCalibratedError", "NotFittedError", "PaDiM", "PatchCore",
-           "Prediction"]
+__all__ = ["METHODS", "SPADE", "AnomalyModel", "Batch", "ModelState", "NotCalibratedError", "NotFittedError",
+           "PaDiM", "PatchCore", "Prediction", "Tensors", "load_model"]

@@ -1,13 +1,24 @@
-"""What every method shares: inputs, batching, devices, predict and evaluate."""
+"""What every method shares: parameters, inputs, batching, devices, fit, predict, evaluate and save.
+
+A method is a dataclass of its hyperparameters (each one explicit in its
+signature) plus the method protocol, the public hooks that fitting in one
+process, on a Ray cluster, saving, loading and exporting are built from:
+
+- :meth:`AnomalyModel.partial_fit_state` and :meth:`AnomalyModel.merge_states`:
+  one shard's part of the fitted state (plain tensors, computable in another
+  process), and the state from every shard's part; a one-process fit is one shard;
+- :meth:`AnomalyModel.extend_state`: more normal images without refitting;
+- :meth:`AnomalyModel.to_state` and :meth:`AnomalyModel.from_state`: what a model file holds;
+- :meth:`AnomalyModel.build_module`: the plain scoring ``nn.Module``.
+"""
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import os
-import random
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Iterator
 
@@ -15,21 +26,31 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..backbones import Backbone, resolve_device
+from ..backbones import Backbone, backbone_normalization, check_backbone_name, resolve_device
 from ..data import Preprocess, make_loader, split_holdout
 from ..data.transforms import as_size
+from ..errors import NotCalibratedError, NotFittedError
 from ..metrics import evaluate_predictions
 from ..progress import Progress, track
-from ..thresholds import Thresholds, f1_thresholds, good_quantile_thresholds
+from ..thresholds import Thresholds, f1_thresholds, good_quantile_thresholds, is_defective
+
+Batch = dict[str, Any]
+"""A batch of images: ``image`` (a normalised ``(B, 3, H, W)`` tensor on the model's device), and, from
+files, ``path``; from a labelled dataset also ``label``, ``defect``, ``mask`` and ``has_mask``."""
+
+Tensors = dict[str, torch.Tensor]
+"""Named tensors: a shard's part of the fitted state, or the tensors of a model file."""
+
+# Constructor parameters that say where a model runs, not what it is: not stored in a model file.
+RUNTIME_PARAMS = ("device", "progress", "weights", "num_workers")
 
 
+@dataclass(frozen=True)
+class ModelState:
+    """The fitted state of a method: its tensors and plain (JSON) values, as a model file holds them."""
 
-class NotFittedError(RuntimeError):
-    """predict or evaluate called before fit."""
-
-
-class NotCalibratedError(RuntimeError):
-    """A decision asked of a model without thresholds."""
+    tensors: Tensors
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -44,6 +65,8 @@ class Prediction:
         ``(N, H, W)`` pixel anomaly maps at the network input size.
     paths:
         Source of each image (file path, or ``<image i>`` for in-memory images).
+    thresholds:
+        The model's thresholds, when it has them.
     """
 
     scores: np.ndarray
@@ -54,7 +77,7 @@ class Prediction:
     def __len__(self) -> int:
         return int(self.scores.shape[0])
 
-    def _require_thresholds(self) -> Thresholds:
+    def _required_thresholds(self) -> Thresholds:
         if self.thresholds is None:
             raise NotCalibratedError("the model has no thresholds: fit(..., holdout=0.1) or calibrate() first")
         return self.thresholds
@@ -62,41 +85,34 @@ class Prediction:
     @property
     def normalized_scores(self) -> np.ndarray:
         """``(N,)`` scores divided by the image threshold: 1.0 at the threshold."""
-        return self.scores / self._require_thresholds().image
+        return self.scores / self._required_thresholds().image
 
     @property
     def is_defective(self) -> np.ndarray:
         """``(N,)`` bool: score at or above the image threshold."""
-        return self.scores >= self._require_thresholds().image
+        return is_defective(self.scores, self._required_thresholds().image)
 
     @property
     def masks(self) -> np.ndarray:
         """``(N, H, W)`` bool: anomaly map at or above the pixel threshold."""
-        return self.maps >= self._require_thresholds().pixel
+        return is_defective(self.maps, self._required_thresholds().pixel)
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
+@dataclass(eq=False, repr=False)
 class AnomalyModel(ABC):
     """An anomaly detector fitted on good images only.
 
-    Subclasses set :attr:`method`, :attr:`default_strides` and implement
-    :meth:`_partial_fit` (what one shard of the training images contributes),
-    :meth:`_merge_partials` (the method's state from every shard's part) and
-    :meth:`_build_module` (the plain ``nn.Module`` that scores a normalised batch).
-    Fitting in one process is the case of a single shard.
+    Constructing one does no work: the backbone (weights and all) is built on
+    first use. Subclasses are dataclasses that add their own parameters, set
+    :attr:`method` and :attr:`default_strides` and implement the method protocol
+    (see the module's docstring).
 
     Parameters
     ----------
     backbone_name:
         timm model name. The ``tf_efficientnet_lite0/1/2`` backbones work offline.
     strides:
-        Output strides of the backbone stages the method uses.
+        Output strides of the backbone stages the method uses (None: the method's default).
     image_size:
         Every image is resized to this size (int or ``(H, W)``).
     crop_size:
@@ -114,7 +130,8 @@ class AnomalyModel(ABC):
     num_workers:
         DataLoader worker processes for reading images.
     seed:
-        Seeds every random choice (projections, coreset start).
+        Seeds every random choice (projections, coreset start, holdout split);
+        the caller's global random generators are left alone.
     progress:
         Show progress bars (True), nothing (False), or send each
         :class:`~indad.progress.ProgressEvent` to this callable.
@@ -123,55 +140,56 @@ class AnomalyModel(ABC):
     method: ClassVar[str] = ""
     default_strides: ClassVar[tuple[int, ...]] = ()
 
-    def __init__(
-        self,
-        backbone_name: str = "tf_efficientnet_lite0",
-        strides: tuple[int, ...] | list[int] | None = None,
-        image_size: int | tuple[int, int] = 256,
-        crop_size: int | tuple[int, int] | None = None,
-        blur_sigma: float = 4.0,
-        batch_size: int = 16,
-        device: str = "auto",
-        fp16: bool = False,
-        weights: str | os.PathLike | None = None,
-        num_workers: int = 0,
-        seed: int = 0,
-        progress: Progress = True,
-    ) -> None:
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if float(blur_sigma) < 0:
-            raise ValueError(f"blur_sigma must be >= 0, got {blur_sigma}")
-        self.backbone_name = backbone_name
-        self.strides = tuple(int(s) for s in (strides or self.default_strides))
-        self.image_size = as_size(image_size, "image_size")
-        self.crop_size = as_size(crop_size, "crop_size")
-        self.blur_sigma = float(blur_sigma)
-        self.batch_size = int(batch_size)
-        self.device = resolve_device(device)
-        self.fp16 = bool(fp16)
-        self.weights = weights
-        self.num_workers = int(num_workers)
-        self.seed = int(seed)
-        self.progress = progress if callable(progress) else bool(progress)
-        self.backbone = Backbone(backbone_name, self.strides, weights=weights, fp16=fp16).to(self.device)
-        self.preprocess = Preprocess(self.image_size, self.crop_size, self.backbone.mean, self.backbone.std)
+    backbone_name: str = "tf_efficientnet_lite0"
+    _: KW_ONLY
+    strides: tuple[int, ...] | list[int] | None = None
+    image_size: int | tuple[int, int] | list[int] = 256
+    crop_size: int | tuple[int, int] | list[int] | None = None
+    blur_sigma: float = 4.0
+    batch_size: int = 16
+    device: str | torch.device = "auto"
+    fp16: bool = False
+    weights: str | os.PathLike | None = None
+    num_workers: int = 0
+    seed: int = 0
+    progress: Progress = True
+
+    def __post_init__(self) -> None:
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if float(self.blur_sigma) < 0:
+            raise ValueError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
+        check_backbone_name(self.backbone_name)
+        self.strides = tuple(int(s) for s in (self.strides or self.default_strides))
+        self.image_size = as_size(self.image_size, "image_size")
+        self.crop_size = as_size(self.crop_size, "crop_size")
+        self.blur_sigma = float(self.blur_sigma)
+        self.batch_size = int(self.batch_size)
+        self.device = resolve_device(self.device)
+        self.fp16 = bool(self.fp16)
+        self.num_workers = int(self.num_workers)
+        self.seed = int(self.seed)
+        self.progress = self.progress if callable(self.progress) else bool(self.progress)
+        mean, std = backbone_normalization(self.backbone_name)
+        self.preprocess = Preprocess(self.image_size, self.crop_size, mean, std)
+        self._backbone: Backbone | None = None
         self.module: nn.Module | None = None
         self.thresholds: Thresholds | None = None
         self.timings: dict[str, float] = {}
+
+    @property
+    def backbone(self) -> Backbone:
+        """The frozen feature extractor, built (weights loaded) on first use."""
+        if self._backbone is None:
+            self._backbone = Backbone(self.backbone_name, self.strides, weights=self.weights,
+                                      fp16=self.fp16).to(self.device)
+        return self._backbone
 
     # ----------------------------------------------------------------- hyperparameters
     @classmethod
     def param_defaults(cls) -> dict[str, Any]:
         """Every constructor parameter (the keys a config may set) with its default."""
-        defaults: dict[str, Any] = {}
-        for klass in cls.__mro__:
-            if klass is object or "__init__" not in vars(klass):
-                continue
-            for p in inspect.signature(klass.__init__).parameters.values():
-                if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in defaults:
-                    defaults[p.name] = p.default
-        return defaults
+        return {f.name: f.default for f in dataclasses.fields(cls) if f.init and f.name != "_"}
 
     def hparams(self) -> dict[str, Any]:
         """Every constructor parameter with its value, as plain data."""
@@ -187,9 +205,34 @@ class AnomalyModel(ABC):
             out[name] = value
         return out
 
+    def metadata(self) -> dict[str, Any]:
+        """What the fitted model is, as plain data: method, parameters, backbone, preprocessing, thresholds.
+
+        Model files and exported graphs carry it; it holds everything needed to
+        rebuild the model from its :meth:`to_state` tensors but where it runs
+        (:data:`RUNTIME_PARAMS`).
+        """
+        from .. import __version__
+
+        backbone = self.backbone
+        return {
+            "indad_version": __version__,
+            "method": self.method,
+            "hparams": {k: v for k, v in self.hparams().items() if k not in RUNTIME_PARAMS},
+            "backbone": {"name": self.backbone_name, "fingerprint": backbone.fingerprint,
+                         "weights_source": backbone.weights_source},
+            "preprocess": self.preprocess.to_dict(),
+            "thresholds": None if self.thresholds is None else self.thresholds.to_dict(),
+            "state": self.to_state().meta,
+        }
+
     # ----------------------------------------------------------------- data
-    def _batches(self, data, split: str, desc: str, batch_size: int | None = None) -> Iterator[dict]:
-        """Batches of ``data`` with the images on the model's device and a progress bar."""
+    def iter_batches(self, data: Any, split: str, desc: str, batch_size: int | None = None) -> Iterator[Batch]:
+        """Batches of ``data`` (any form :meth:`fit` takes) with the images on the model's device.
+
+        ``split`` (``"train"`` or ``"test"``) is read from a dataset folder in
+        MVTec AD layout; ``desc`` names the progress bar.
+        """
         if isinstance(data, torch.Tensor):
             if data.ndim != 4 or data.shape[1] != 3:
                 raise ValueError(f"a tensor input must be a normalised batch (B, 3, H, W), got {tuple(data.shape)}")
@@ -208,7 +251,7 @@ class AnomalyModel(ABC):
             yield batch
 
     # ----------------------------------------------------------------- fit / predict
-    def fit(self, data, holdout: float = 0.0, quantile: float = 0.99, engine=None) -> "AnomalyModel":
+    def fit(self, data: Any, holdout: float = 0.0, quantile: float = 0.99, engine: Any = None) -> AnomalyModel:
         """Learn what normal looks like from good images.
 
         ``data`` is a dataset folder in MVTec AD layout (its ``train/good`` is
@@ -216,9 +259,9 @@ class AnomalyModel(ABC):
         :class:`~indad.data.AnomalyDataset`, a DataLoader or a normalised tensor.
         With ``holdout`` > 0 that share of the images (a folder or a list of
         paths) is set aside at random (seeded) and the thresholds are calibrated
-        on it with :meth:`calibrate` and ``quantile``.
+        on it with :meth:`calibrate` and ``quantile``. ``engine`` (e.g.
+        :class:`~indad.distributed.RayEngine`) computes the shards' parts elsewhere.
         """
-        seed_everything(self.seed)
         start = time.perf_counter()
         calibration = None
         if holdout:
@@ -227,22 +270,23 @@ class AnomalyModel(ABC):
         self.thresholds = None
         with torch.inference_mode():
             if engine is None:
-                self._merge_partials([self._partial_fit(self._batches(data, "train", f"{self.method}: features"), 1)])
+                parts = [self.partial_fit_state(self.iter_batches(data, "train", f"{self.method}: features"), 1)]
             else:
-                self._merge_partials(engine.partial_fits(self, data))
-        self.module = self._build_module().eval()
+                parts = engine.partial_fits(self, data)
+            self.merge_states(parts)
+        self.module = self.build_module().eval()
         self.timings["fit_s"] = time.perf_counter() - start
         if calibration is not None:
             self.calibrate(calibration, quantile)
         return self
 
-    def calibrate(self, good_images, quantile: float = 0.99) -> Thresholds:
+    def calibrate(self, good_images: Any, quantile: float = 0.99) -> Thresholds:
         """Set the thresholds from images of good parts not used in fit (:func:`~indad.thresholds.good_quantile_thresholds`)."""
         pred = self.predict(good_images)
         self.thresholds = good_quantile_thresholds(pred.scores, pred.maps, quantile)
         return self.thresholds
 
-    def calibrate_f1(self, validation) -> Thresholds:
+    def calibrate_f1(self, validation: Any) -> Thresholds:
         """Set F1-optimal image and pixel thresholds on a labelled validation set (a folder in MVTec AD layout)."""
         scores, labels, masks, maps = [], [], [], []
         for batch, s, m in self._scored_batches(validation, f"{self.method}: calibrate", None,
@@ -256,78 +300,81 @@ class AnomalyModel(ABC):
                                         np.concatenate(maps))
         return self.thresholds
 
-    def add_normal(self, images) -> "AnomalyModel":
+    def add_normal(self, images: Any) -> AnomalyModel:
         """Add good images to the fitted model without refitting on the old ones; thresholds are kept."""
-        self._require_fitted()
-        seed_everything(self.seed)
+        self.require_fitted()
         with torch.inference_mode():
-            self._add_normal(self._batches(images, "train", f"{self.method}: add normal"))
-        self.module = self._build_module().eval()
+            self.extend_state(self.iter_batches(images, "train", f"{self.method}: add normal"))
+        self.module = self.build_module().eval()
         return self
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the fitted model to one file (safetensors, no pickle); see :func:`indad.load`."""
-        from ..export.model_file import save_model
+        from ..export.model_file import write_model_file
 
-        return save_model(self, path)
+        self.require_fitted()
+        return write_model_file(path, self.to_state().tensors, self.metadata())
 
+    def require_fitted(self) -> nn.Module:
+        """The fitted scoring module; :class:`~indad.errors.NotFittedError` before :meth:`fit`."""
+        if self.module is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() first")
+        return self.module
+
+    # ----------------------------------------------------------------- the method protocol
     @abstractmethod
-    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """The fitted state: tensors and plain values, enough for :meth:`_load_state`."""
-
-    @abstractmethod
-    def _load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        """Restore what :meth:`_state` returned (tensors on the model's device)."""
-
-    @abstractmethod
-    def _add_normal(self, batches: Iterable[dict]) -> None:
-        """Extend the fitted state with batches of further normal images."""
-
-    @abstractmethod
-    def _partial_fit(self, batches: Iterable[dict], shards: int) -> dict[str, torch.Tensor]:
+    def partial_fit_state(self, batches: Iterable[Batch], shards: int) -> Tensors:
         """What one of ``shards`` disjoint parts of the normal images contributes to the state.
 
-        ``batches`` hold that part's images (``batch["image"]`` on the device); the
-        tensors returned go to :meth:`_merge_partials`, possibly from another process.
+        ``batches`` hold that part's images; the tensors returned go to
+        :meth:`merge_states`, possibly from another process.
         """
 
     @abstractmethod
-    def _merge_partials(self, partials: list[dict[str, torch.Tensor]]) -> None:
-        """Set the fitted state from every shard's :meth:`_partial_fit`, in shard order (the parts may be reused)."""
+    def merge_states(self, parts: list[Tensors]) -> None:
+        """Set the fitted state from every shard's :meth:`partial_fit_state`, in shard order (parts may be reused)."""
 
     @abstractmethod
-    def _build_module(self, exportable: bool = False) -> nn.Module:
+    def extend_state(self, batches: Iterable[Batch]) -> None:
+        """Extend the fitted state with batches of further normal images."""
+
+    @abstractmethod
+    def to_state(self) -> ModelState:
+        """The fitted state: tensors and plain values, enough for :meth:`from_state`."""
+
+    @abstractmethod
+    def from_state(self, state: ModelState) -> None:
+        """Restore what :meth:`to_state` returned (tensors on the model's device)."""
+
+    @abstractmethod
+    def build_module(self, exportable: bool = False) -> nn.Module:
         """The fitted scoring module: normalised images ``(B, 3, H, W)`` -> (scores ``(B,)``, maps ``(B, H, W)``).
 
         ``exportable``: only torch operations (no faiss), with loop bounds that do
         not depend on the batch size, for ONNX and TorchScript export.
         """
 
-    def _require_fitted(self) -> nn.Module:
-        if self.module is None:
-            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() first")
-        return self.module
-
-    def _scored_batches(self, data, desc: str, batch_size: int | None,
-                        labelled_for: str | None = None) -> Iterator[tuple[dict, np.ndarray, np.ndarray]]:
+    # ----------------------------------------------------------------- scoring
+    def _scored_batches(self, data: Any, desc: str, batch_size: int | None,
+                        labelled_for: str | None = None) -> Iterator[tuple[Batch, np.ndarray, np.ndarray]]:
         """Each batch of ``data`` (test split) with its image scores ``(B,)`` and anomaly maps ``(B, H, W)``.
 
         ``labelled_for`` names the task that needs labels: unlabelled data is then refused.
         """
-        self._require_fitted()
-        for batch in self._batches(data, "test", desc, batch_size):
+        self.require_fitted()
+        for batch in self.iter_batches(data, "test", desc, batch_size):
             if labelled_for and ("label" not in batch or bool((np.asarray(batch["label"]) < 0).any())):
                 raise ValueError(f"{labelled_for} needs labelled data: a dataset folder in MVTec AD layout")
             yield (batch, *self.score_batch(batch["image"]))
 
     def score_batch(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Image scores ``(B,)`` and anomaly maps ``(B, H, W)`` (float32 numpy) of a normalised batch."""
-        module = self._require_fitted()
+        module = self.require_fitted()
         with torch.inference_mode():
             scores, maps = module(images.to(self.device))
         return scores.float().cpu().numpy(), maps.float().cpu().numpy()
 
-    def predict(self, images, batch_size: int | None = None) -> Prediction:
+    def predict(self, images: Any, batch_size: int | None = None) -> Prediction:
         """Image scores and anomaly maps.
 
         ``images`` takes the same forms as :meth:`fit`; a dataset folder in MVTec
@@ -340,7 +387,7 @@ class AnomalyModel(ABC):
             paths += list(batch.get("path", []))
         return Prediction(np.concatenate(scores), np.concatenate(maps), paths, self.thresholds)
 
-    def evaluate(self, data, batch_size: int | None = None, keep_maps: bool = False) -> dict:
+    def evaluate(self, data: Any, batch_size: int | None = None, keep_maps: bool = False) -> dict[str, Any]:
         """Metrics on a labelled test set (a dataset folder in MVTec AD layout, or its test dataset).
 
         Returns a dict with ``image_auroc``, ``pixel_auroc``, ``aupro``, ``f1_max``,

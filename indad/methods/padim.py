@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import Iterable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..backbones import Backbone
+from ..errors import NotFittedError
 from .anomaly_map import AnomalyMapGenerator
-from .base import AnomalyModel
-
+from .base import AnomalyModel, Batch, ModelState, Tensors
 
 
 def stage_channels(channels: torch.Tensor, widths: Sequence[int]) -> list[torch.Tensor]:
@@ -113,6 +114,7 @@ class PaDiMModule(nn.Module):
         return maps.amax(dim=(1, 2)), maps
 
 
+@dataclass(eq=False, repr=False, kw_only=True)
 class PaDiM(AnomalyModel):
     """PaDiM: a Gaussian per feature-map position, Mahalanobis distance as the anomaly score.
 
@@ -124,63 +126,82 @@ class PaDiM(AnomalyModel):
         Regulariser added to each covariance diagonal.
     strides:
         Backbone stages used (default strides 4, 8 and 16).
-    **kwargs:
-        Shared options of :class:`~indad.methods.base.AnomalyModel`.
+
+    The other parameters are those of :class:`~indad.methods.base.AnomalyModel`.
     """
 
-    method = "padim"
-    default_strides = (4, 8, 16)
+    method: ClassVar[str] = "padim"
+    default_strides: ClassVar[tuple[int, ...]] = (4, 8, 16)
 
-    def __init__(self, backbone_name: str = "tf_efficientnet_lite0", d_reduced: int = 100, epsilon: float = 0.01,
-                 **kwargs) -> None:
-        if int(d_reduced) < 0:
-            raise ValueError(f"d_reduced must be >= 0, got {d_reduced}")
-        if float(epsilon) <= 0:
-            raise ValueError(f"epsilon must be > 0, got {epsilon}")
-        self.d_reduced = int(d_reduced)
-        self.epsilon = float(epsilon)
-        super().__init__(backbone_name=backbone_name, **kwargs)
-        total = sum(self.backbone.channels)
-        if self.d_reduced > total:
-            raise ValueError(f"d_reduced={self.d_reduced} exceeds the {total} channels of {backbone_name}")
-        gen = torch.Generator().manual_seed(self.seed)
-        keep = torch.randperm(total, generator=gen)[: self.d_reduced or total].sort().values
-        self.channels = keep.to(self.device)
+    d_reduced: int = 100
+    epsilon: float = 0.01
+
+    def __post_init__(self) -> None:
+        if int(self.d_reduced) < 0:
+            raise ValueError(f"d_reduced must be >= 0, got {self.d_reduced}")
+        if not float(self.epsilon) > 0:
+            raise ValueError(f"epsilon must be > 0, got {self.epsilon}")
+        self.d_reduced = int(self.d_reduced)
+        self.epsilon = float(self.epsilon)
+        super().__post_init__()
+        self._channels: torch.Tensor | None = None
         self.accumulator: GaussianAccumulator | None = None
 
-    def _partial_fit(self, batches: Iterable[dict], shards: int) -> dict[str, torch.Tensor]:
+    @property
+    def channels(self) -> torch.Tensor:
+        """The ``d_reduced`` channels kept (ascending indices into the stages' concatenation), chosen by the seed."""
+        if self._channels is None:
+            total = sum(self.backbone.channels)
+            if self.d_reduced > total:
+                raise ValueError(f"d_reduced={self.d_reduced} exceeds the {total} channels of {self.backbone_name}")
+            gen = torch.Generator().manual_seed(self.seed)
+            keep = torch.randperm(total, generator=gen)[: self.d_reduced or total].sort().values
+            self._channels = keep.to(self.device)
+        return self._channels
+
+    def partial_fit_state(self, batches: Iterable[Batch], shards: int) -> Tensors:
         start = time.perf_counter()
-        self.accumulator = GaussianAccumulator()
-        self._add_normal(batches)
+        acc = GaussianAccumulator()
+        self._accumulate(acc, batches)
         self.timings["features_s"] = time.perf_counter() - start
-        acc = self.accumulator
+        if acc.sum is None or acc.outer is None:
+            raise ValueError("PaDiM: no training images")
         return {"count": torch.tensor(acc.count), "sum": acc.sum, "outer": acc.outer}
 
-    def _merge_partials(self, partials: list[dict[str, torch.Tensor]]) -> None:
+    def merge_states(self, parts: list[Tensors]) -> None:
         shards = [GaussianAccumulator.from_sums(int(p["count"]), p["sum"].to(self.device), p["outer"].to(self.device))
-                  for p in partials]
+                  for p in parts]
         for shard in shards[1:]:  # the statistics are sums: merged exactly, into the first part's tensors
             shards[0].merge(shard)
         self.accumulator = shards[0]
 
-    def _add_normal(self, batches: Iterable[dict]) -> None:
+    def extend_state(self, batches: Iterable[Batch]) -> None:
+        self._accumulate(self._fitted_accumulator(), batches)
+
+    def _accumulate(self, acc: GaussianAccumulator, batches: Iterable[Batch]) -> None:
         channels = stage_channels(self.channels, self.backbone.channels)
         for batch in batches:
-            emb = pyramid_embedding(self.backbone(batch["image"]), channels)
-            self.accumulator.update(emb.flatten(2))
+            acc.update(pyramid_embedding(self.backbone(batch["image"]), channels).flatten(2))
 
-    def _state(self) -> tuple[dict[str, torch.Tensor], dict]:
-        acc = self.accumulator
-        return {"channels": self.channels, "sum": acc.sum, "outer": acc.outer}, {"count": acc.count}
+    def _fitted_accumulator(self) -> GaussianAccumulator:
+        if self.accumulator is None:
+            raise NotFittedError("PaDiM has no statistics: call fit() first")
+        return self.accumulator
 
-    def _load_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-        if not torch.equal(tensors["channels"].cpu(), self.channels.cpu()):
+    def to_state(self) -> ModelState:
+        acc = self._fitted_accumulator()
+        assert acc.sum is not None and acc.outer is not None
+        return ModelState({"channels": self.channels, "sum": acc.sum, "outer": acc.outer}, {"count": acc.count})
+
+    def from_state(self, state: ModelState) -> None:
+        if not torch.equal(state.tensors["channels"].cpu(), self.channels.cpu()):
             raise ValueError("the stored channel choice differs from the one this seed and backbone give")
-        self.accumulator = GaussianAccumulator.from_sums(int(meta["count"]), tensors["sum"], tensors["outer"])
+        self.accumulator = GaussianAccumulator.from_sums(int(state.meta["count"]), state.tensors["sum"],
+                                                         state.tensors["outer"])
 
-    def _build_module(self, exportable: bool = False) -> PaDiMModule:
+    def build_module(self, exportable: bool = False) -> PaDiMModule:
         start = time.perf_counter()
-        mean, cov = self.accumulator.mean_and_covariance(self.epsilon)
+        mean, cov = self._fitted_accumulator().mean_and_covariance(self.epsilon)
         inv = torch.linalg.inv(cov)
         self.timings["gaussian_s"] = time.perf_counter() - start
         return PaDiMModule(self.backbone, self.channels, mean.float(), inv.float(),

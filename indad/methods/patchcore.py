@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Iterable
+from dataclasses import dataclass
+from typing import ClassVar, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..backbones import Backbone
+from ..errors import NotFittedError
 from ..memory import GreedyCoresetSampler, NearestNeighbors, TorchNearestNeighbors, default_searcher, take_rows
 from .anomaly_map import AnomalyMapGenerator
-from .base import AnomalyModel
+from .base import AnomalyModel, Batch, ModelState, Tensors
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +121,7 @@ class PatchCoreModule(nn.Module):
         return weights * base, maps
 
 
+@dataclass(eq=False, repr=False, kw_only=True)
 class PatchCore(AnomalyModel):
     """PatchCore: nearest-neighbour distance of locally aware patch features to a coreset memory bank.
 
@@ -138,34 +141,30 @@ class PatchCore(AnomalyModel):
         Gaussian blur of the anomaly map, in pixels.
     strides:
         Backbone stages used (default the strides 8 and 16).
-    **kwargs:
-        Shared options of :class:`~indad.methods.base.AnomalyModel`.
+
+    The other parameters are those of :class:`~indad.methods.base.AnomalyModel`.
     """
 
-    method = "patchcore"
-    default_strides = (8, 16)
+    method: ClassVar[str] = "patchcore"
+    default_strides: ClassVar[tuple[int, ...]] = (8, 16)
 
-    def __init__(
-        self,
-        backbone_name: str = "tf_efficientnet_lite0",
-        f_coreset: float = 0.01,
-        projection_dim: int = 128,
-        n_reweight: int = 0,
-        image_score: str = "max_map",
-        blur_sigma: float = 8.0,
-        **kwargs,
-    ) -> None:
-        if not 0 < float(f_coreset) <= 1:
-            raise ValueError(f"f_coreset must be in (0, 1], got {f_coreset}")
-        if int(n_reweight) < 0:
-            raise ValueError(f"n_reweight must be >= 0, got {n_reweight}")
-        if image_score not in IMAGE_SCORES:
-            raise ValueError(f"image_score must be one of {', '.join(IMAGE_SCORES)}, got {image_score!r}")
-        self.f_coreset = float(f_coreset)
-        self.projection_dim = int(projection_dim)
-        self.n_reweight = int(n_reweight)
-        self.image_score = image_score
-        super().__init__(backbone_name=backbone_name, blur_sigma=blur_sigma, **kwargs)
+    f_coreset: float = 0.01
+    projection_dim: int = 128
+    n_reweight: int = 0
+    image_score: str = "max_map"
+    blur_sigma: float = 8.0
+
+    def __post_init__(self) -> None:
+        if not 0 < float(self.f_coreset) <= 1:
+            raise ValueError(f"f_coreset must be in (0, 1], got {self.f_coreset}")
+        if int(self.n_reweight) < 0:
+            raise ValueError(f"n_reweight must be >= 0, got {self.n_reweight}")
+        if self.image_score not in IMAGE_SCORES:
+            raise ValueError(f"image_score must be one of {', '.join(IMAGE_SCORES)}, got {self.image_score!r}")
+        self.f_coreset = float(self.f_coreset)
+        self.projection_dim = int(self.projection_dim)
+        self.n_reweight = int(self.n_reweight)
+        super().__post_init__()
         self.memory_bank: torch.Tensor | None = None
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
@@ -176,24 +175,26 @@ class PatchCore(AnomalyModel):
     def _sampler(self, fraction: float | None = None) -> GreedyCoresetSampler:
         return GreedyCoresetSampler(fraction or self.f_coreset, self.projection_dim, self.seed, self.progress)
 
-    def _partial_fit(self, batches: Iterable[dict], shards: int) -> dict[str, torch.Tensor]:
+    def partial_fit_state(self, batches: Iterable[Batch], shards: int) -> Tensors:
         """The shard's patches reduced by greedy k-center to as many as the whole bank keeps (``shards`` x its share).
 
-        With several shards, :meth:`_merge_partials` runs a second greedy pass over
+        With several shards, :meth:`merge_states` runs a second greedy pass over
         their union (a two-level coreset); with one, this is the whole selection.
         """
         start = time.perf_counter()
         # Until the coreset is chosen, the patches live in float16 chunks: half the memory, no copy to join them.
         chunks = [self.embed(batch["image"]).half() for batch in batches]
+        if not chunks:
+            raise ValueError("PatchCore: no training images")
         self.timings["features_s"] = time.perf_counter() - start
         start = time.perf_counter()
         keep = self._sampler(min(1.0, self.f_coreset * shards)).select(chunks)
         self.timings["coreset_s"] = time.perf_counter() - start
         return {"features": take_rows(chunks, keep).float(), "count": torch.tensor(sum(len(c) for c in chunks))}
 
-    def _merge_partials(self, partials: list[dict[str, torch.Tensor]]) -> None:
-        union = torch.cat([p["features"].to(self.device) for p in partials])
-        total = sum(int(p["count"]) for p in partials)
+    def merge_states(self, parts: list[Tensors]) -> None:
+        union = torch.cat([p["features"].to(self.device) for p in parts])
+        total = sum(int(p["count"]) for p in parts)
         n = max(1, round(self.f_coreset * total))
         if n < union.shape[0]:
             start = time.perf_counter()
@@ -202,23 +203,29 @@ class PatchCore(AnomalyModel):
         self.memory_bank = union
         log.info("patchcore: memory bank %d of %d patches, %d dims", union.shape[0], total, union.shape[1])
 
-    def _add_normal(self, batches: Iterable[dict]) -> None:
+    def extend_state(self, batches: Iterable[Batch]) -> None:
+        bank = self._fitted_bank()
         new = torch.cat([self.embed(batch["image"]) for batch in batches])
-        keep = self._sampler().extend(self.memory_bank, new)
-        self.memory_bank = torch.cat([self.memory_bank, new[keep]]).contiguous()
+        keep = self._sampler().extend(bank, new)
+        self.memory_bank = torch.cat([bank, new[keep]]).contiguous()
 
-    def _state(self) -> tuple[dict[str, torch.Tensor], dict]:
-        return {"memory_bank": self.memory_bank}, {}
+    def to_state(self) -> ModelState:
+        return ModelState({"memory_bank": self._fitted_bank()})
 
-    def _load_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-        self.memory_bank = tensors["memory_bank"]
+    def from_state(self, state: ModelState) -> None:
+        self.memory_bank = state.tensors["memory_bank"]
 
-    def _build_module(self, exportable: bool = False) -> PatchCoreModule:
+    def build_module(self, exportable: bool = False) -> PatchCoreModule:
         return PatchCoreModule(
             self.backbone,
-            self.memory_bank,
+            self._fitted_bank(),
             TorchNearestNeighbors() if exportable else default_searcher(self.device),
             AnomalyMapGenerator(self.preprocess.output_size, self.blur_sigma),
             self.n_reweight,
             self.image_score,
         )
+
+    def _fitted_bank(self) -> torch.Tensor:
+        if self.memory_bank is None:
+            raise NotFittedError("PatchCore has no memory bank: call fit() first")
+        return self.memory_bank

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import Iterable
+from dataclasses import dataclass
+from typing import ClassVar, Iterable
 
 import torch
 from torch import nn
 
 from ..backbones import Backbone
+from ..errors import NotFittedError
 from ..memory import NearestNeighbors, TorchNearestNeighbors, blocked_knn, default_searcher
 from .anomaly_map import AnomalyMapGenerator
-from .base import AnomalyModel
+from .base import AnomalyModel, Batch, ModelState, Tensors
 
 
 def pooled_feature(feature: torch.Tensor) -> torch.Tensor:
@@ -122,6 +124,7 @@ class SPADEModule(nn.Module):
         return dist.mean(dim=1), torch.stack(stage_maps).mean(dim=0)
 
 
+@dataclass(eq=False, repr=False, kw_only=True)
 class SPADE(AnomalyModel):
     """SPADE: kNN on pooled image features, then pixel matching against the nearest images' feature pyramids.
 
@@ -140,42 +143,51 @@ class SPADE(AnomalyModel):
     strides:
         Pyramid stages, then the stage whose pooled feature finds the neighbours
         (default 4, 8, 16, then 32).
-    **kwargs:
-        Shared options of :class:`~indad.methods.base.AnomalyModel`.
+
+    The other parameters are those of :class:`~indad.methods.base.AnomalyModel`.
     """
 
-    method = "spade"
-    default_strides = (4, 8, 16, 32)
+    method: ClassVar[str] = "spade"
+    default_strides: ClassVar[tuple[int, ...]] = (4, 8, 16, 32)
 
-    def __init__(self, backbone_name: str = "tf_efficientnet_lite0", k: int = 5, kappa: int = 1,
-                 aligned: bool = False, half_precision_gallery: bool = True, **kwargs) -> None:
-        if int(k) < 1 or int(kappa) < 1:
-            raise ValueError(f"k and kappa must be >= 1, got k={k}, kappa={kappa}")
-        self.k, self.kappa = int(k), int(kappa)
-        self.aligned = bool(aligned)
-        self.half_precision_gallery = bool(half_precision_gallery)
-        super().__init__(backbone_name=backbone_name, **kwargs)
+    k: int = 5
+    kappa: int = 1
+    aligned: bool = False
+    half_precision_gallery: bool = True
+
+    def __post_init__(self) -> None:
+        if int(self.k) < 1 or int(self.kappa) < 1:
+            raise ValueError(f"k and kappa must be >= 1, got k={self.k}, kappa={self.kappa}")
+        self.k, self.kappa = int(self.k), int(self.kappa)
+        self.aligned = bool(self.aligned)
+        self.half_precision_gallery = bool(self.half_precision_gallery)
+        super().__post_init__()
         if len(self.strides) < 2:
             raise ValueError(f"SPADE needs at least two strides (pyramid stages, then the pooled stage), got "
                              f"{list(self.strides)}")
         self.pooled: torch.Tensor | None = None
         self.pyramids: list[torch.Tensor] = []
 
-    def _partial_fit(self, batches: Iterable[dict], shards: int) -> dict[str, torch.Tensor]:
+    def partial_fit_state(self, batches: Iterable[Batch], shards: int) -> Tensors:
         start = time.perf_counter()
-        self.pooled, self.pyramids = None, []
-        self._add_normal(batches)
+        pooled, pyramids = self._features(batches)
         self.timings["features_s"] = time.perf_counter() - start
-        return self._state()[0]
+        return self._tensors(pooled, pyramids)
 
-    def _merge_partials(self, partials: list[dict[str, torch.Tensor]]) -> None:
-        merged = {name: torch.cat([part[name].to(self.device) for part in partials]) for name in partials[0]}
-        self._load_state(merged, {})
+    def merge_states(self, parts: list[Tensors]) -> None:
+        self.from_state(ModelState({name: torch.cat([part[name].to(self.device) for part in parts])
+                                    for name in parts[0]}))
 
-    def _add_normal(self, batches: Iterable[dict]) -> None:
+    def extend_state(self, batches: Iterable[Batch]) -> None:
+        pooled, pyramids = self._features(batches)
+        self.pooled = torch.cat([self._fitted_pooled(), pooled])
+        self.pyramids = [torch.cat(pair) for pair in zip(self.pyramids, pyramids, strict=True)]
+
+    def _features(self, batches: Iterable[Batch]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Pooled last-stage features ``(N, C)`` and each pyramid stage ``(N, C_s, h_s, w_s)`` of the images."""
         dtype = torch.float16 if self.half_precision_gallery else torch.float32
-        pooled = [] if self.pooled is None else [self.pooled]
-        pyramids: list[list[torch.Tensor]] = [[p] for p in self.pyramids] or [[] for _ in self.strides[:-1]]
+        pooled: list[torch.Tensor] = []
+        pyramids: list[list[torch.Tensor]] = [[] for _ in self.strides[:-1]]
         for batch in batches:
             feats = self.backbone(batch["image"])
             pooled.append(pooled_feature(feats[-1]).float())
@@ -183,17 +195,25 @@ class SPADE(AnomalyModel):
                 acc.append(f.to(dtype))
         if not pooled:
             raise ValueError("SPADE: no training images")
-        self.pooled = torch.cat(pooled)
-        self.pyramids = [torch.cat(p) for p in pyramids]
+        return torch.cat(pooled), [torch.cat(p) for p in pyramids]
 
-    def _state(self) -> tuple[dict[str, torch.Tensor], dict]:
-        return {"pooled": self.pooled, **{f"pyramid_{s}": p for s, p in enumerate(self.pyramids)}}, {}
+    @staticmethod
+    def _tensors(pooled: torch.Tensor, pyramids: list[torch.Tensor]) -> Tensors:
+        return {"pooled": pooled, **{f"pyramid_{s}": p for s, p in enumerate(pyramids)}}
 
-    def _load_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-        self.pooled = tensors["pooled"]
-        self.pyramids = [tensors[f"pyramid_{s}"] for s in range(len(self.strides) - 1)]
+    def _fitted_pooled(self) -> torch.Tensor:
+        if self.pooled is None:
+            raise NotFittedError("SPADE has no training features: call fit() first")
+        return self.pooled
 
-    def _build_module(self, exportable: bool = False) -> SPADEModule:
-        return SPADEModule(self.backbone, self.pooled, self.pyramids, self.k, self.kappa, self.aligned,
+    def to_state(self) -> ModelState:
+        return ModelState(self._tensors(self._fitted_pooled(), self.pyramids))
+
+    def from_state(self, state: ModelState) -> None:
+        self.pooled = state.tensors["pooled"]
+        self.pyramids = [state.tensors[f"pyramid_{s}"] for s in range(len(self.strides) - 1)]
+
+    def build_module(self, exportable: bool = False) -> SPADEModule:
+        return SPADEModule(self.backbone, self._fitted_pooled(), self.pyramids, self.k, self.kappa, self.aligned,
                            AnomalyMapGenerator(self.preprocess.output_size, self.blur_sigma),
                            TorchNearestNeighbors() if exportable else None, (1024, 4096) if exportable else None)

@@ -109,7 +109,7 @@ def test_fit_on_ray_equals_the_merged_shards(ray_cluster, hazelnut, tmp_path):
     paths = sorted((hazelnut / "train" / "good").iterdir())  # 50: batches of 16 dealt to 2 shards
     shards = paths[0:16] + paths[32:48], paths[16:32] + paths[48:]
     with one_thread(), torch.inference_mode():
-        model._merge_partials([model._partial_fit(model._batches(s, "train", ""), 2) for s in shards])
+        model.merge_states([model.partial_fit_state(model.iter_batches(s, "train", ""), 2) for s in shards])
     assert torch.equal(remote.memory_bank, model.memory_bank)
     # SPADE: the shards' features concatenated, shard by shard.
     with one_thread():

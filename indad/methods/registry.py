@@ -1,0 +1,42 @@
+"""The methods by name, and fitted models rebuilt from model files."""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import ModelFileError
+from ..export.model_file import read_header, read_tensors
+from ..progress import Progress
+from ..thresholds import Thresholds
+from .base import AnomalyModel, ModelState
+from .padim import PaDiM
+from .patchcore import PatchCore
+from .spade import SPADE
+
+METHODS: dict[str, type[AnomalyModel]] = {"patchcore": PatchCore, "padim": PaDiM, "spade": SPADE}
+
+
+def load_model(path: str | os.PathLike, device: str = "auto", weights: str | os.PathLike | None = None,
+               progress: Progress = False) -> AnomalyModel:
+    """A fitted model from a file written by :meth:`~indad.methods.AnomalyModel.save`.
+
+    The backbone is built by name (its weights from ``weights`` or the usual
+    sources) and must have the fingerprint stored in the file: different weights
+    would make every score meaningless, so a mismatch is an error.
+    """
+    header = read_header(path)
+    method = header.get("method")
+    if method not in METHODS:
+        raise ModelFileError(f"{path}: unknown method {method!r} (known: {', '.join(METHODS)})")
+    model = METHODS[method](**header["hparams"], device=device, weights=weights, progress=progress)
+    stored = header["backbone"]
+    if model.backbone.fingerprint != stored["fingerprint"]:
+        raise ModelFileError(
+            f"{path} was fitted with {stored['name']} weights of fingerprint {stored['fingerprint']} "
+            f"(from {stored['weights_source']}), but the weights found here ({model.backbone.weights_source}) have "
+            f"fingerprint {model.backbone.fingerprint}: scores would be meaningless. Pass the original weights."
+        )
+    model.from_state(ModelState(read_tensors(path, model.device), header["state"]))
+    model.thresholds = None if header["thresholds"] is None else Thresholds.from_dict(header["thresholds"])
+    model.module = model.build_module().eval()
+    return model
