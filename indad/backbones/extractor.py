@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -92,7 +93,7 @@ class Backbone(nn.Module):
         check_backbone_name(name)
         # timm's random initialisation and the weight sources draw from torch's generator: leave the caller's alone
         with torch.random.fork_rng(devices=[]):
-            model = timm.create_model(name, pretrained=False)
+            model: Any = timm.create_model(name, pretrained=False)  # a timm network: feature_info, forward_intermediates
             if not hasattr(model, "forward_intermediates") or not getattr(model, "feature_info", None):
                 raise BackboneError(
                     f"backbone {name!r} cannot return intermediate feature maps through timm; choose a CNN "

@@ -150,9 +150,9 @@ class RayEngine:
         with self.session(), atomic_output(out) as tmp:
             tmp.mkdir(parents=True)
             # One row a batch, the same batches as one process makes: the same batch-mates, the same scores.
-            ds = ray.data.from_items([{"first": a, "files": absolute[a:a + batch_size]}
-                                      for a in range(0, len(absolute), batch_size)])
-            ds = ds.map_batches(
+            items = ray.data.from_items([{"first": a, "files": absolute[a:a + batch_size]}
+                                         for a in range(0, len(absolute), batch_size)])
+            ds = items.map_batches(
                 _ScoreBatches,
                 fn_constructor_kwargs={"model_path": str(Path(model_path).resolve()), "runtime": runtime,
                                        "device": self.device, "threads": self.threads, "base": str(base),
@@ -172,13 +172,14 @@ class RayEngine:
                         if row["error"]:
                             report_error(row)
                         bar.update(1)
-            missing = [str(files[i]) for i, row in enumerate(rows) if row is None]
-            if missing:
+            done = [row for row in rows if row is not None]
+            if len(done) < len(rows):
+                missing = [str(files[i]) for i, row in enumerate(rows) if row is None]
                 raise RuntimeError(f"{len(missing)} images came back from Ray without a result, e.g. {missing[0]}")
             for partial in tmp.rglob(".*.part"):  # a picture a killed worker was writing (written again since)
                 partial.unlink()
-            write_csv(tmp, rows)
-        return FolderPrediction(rows, sum(1 for r in rows if r["error"]), out, scorer.thresholds)
+            write_csv(tmp, done)
+        return FolderPrediction(done, sum(1 for r in done if r["error"]), out, scorer.thresholds)
 
 
 def _partial_fit(method: str, hparams: dict, paths: list[str], shards: int, threads: int) -> dict[str, torch.Tensor]:

@@ -50,6 +50,7 @@ def export_model(model: AnomalyModel, path: str | os.PathLike, fmt: str = "onnx"
             program = torch.onnx.export(module, (_example(model),), dynamo=True, verbose=False,
                                         input_names=["image"], output_names=["score", "anomaly_map"],
                                         dynamic_shapes={"images": {0: batch}})
+            assert program is not None  # dynamo=True always returns the program
             program.model.metadata_props[HEADER_KEY] = header
             program.save(str(tmp))
         else:

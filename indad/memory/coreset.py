@@ -211,9 +211,8 @@ class _HotColdGreedy:
         """Fold the hot point at ``pos``, the new centre, into the hot distances."""
         c = self.hot[pos]
         bound = torch.addmv(self.hot_z_sq + self.z_sq[c], self.hot_z, self.z[c], alpha=-2.0)
-        near = (bound <= self.hot_dist + self.hot_slack).nonzero().squeeze(1)
-        if near.numel() > self.hot.numel() // 2:
-            near = slice(None)
+        candidates = (bound <= self.hot_dist + self.hot_slack).nonzero().squeeze(1)
+        near = slice(None) if candidates.numel() > self.hot.numel() // 2 else candidates
         dist = torch.addmv(self.hot_sq[near] + self.sq[c], self.hot_x[near], self.x[c], alpha=-2.0)
         self.hot_dist[near] = torch.minimum(self.hot_dist[near], dist)
         self.hot_dist[pos] = -1.0  # never chosen twice, even among exact duplicates

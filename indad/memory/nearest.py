@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -22,14 +23,14 @@ class FaissNearestNeighbors:
     """Exact L2 search with faiss; a GPU index when faiss has GPU support and the bank is on CUDA."""
 
     def __init__(self) -> None:
-        self.index = None
+        self.index: Any = None  # a faiss index (CPU or GPU)
         self.size = 0
 
     def fit(self, bank: torch.Tensor) -> "FaissNearestNeighbors":
         import faiss
 
         data = np.ascontiguousarray(bank.detach().float().cpu().numpy())
-        index = faiss.IndexFlatL2(data.shape[1])
+        index: Any = faiss.IndexFlatL2(data.shape[1])
         if bank.device.type == "cuda" and hasattr(faiss, "StandardGpuResources"):
             self._resources = faiss.StandardGpuResources()
             index = faiss.index_cpu_to_gpu(self._resources, bank.device.index or 0, index)
@@ -89,11 +90,12 @@ def blocked_knn(queries: torch.Tensor, bank_parts: torch.Tensor | Iterable[torch
             for n, q in enumerate(q_blocks):
                 best[n] = _merge_nearest(best[n], q @ b_aug, k, offset, with_indices)
             offset += b.shape[-2]
-    if offset == 0:
+    found = [b for b in best if b is not None]
+    if offset == 0 or len(found) < len(best):
         raise ValueError("nearest-neighbour search in an empty bank")
-    dist = torch.cat([v for v, _ in best], -2)
+    dist = torch.cat([v for v, _ in found], -2)
     dist = (dist + (q_all * q_all).sum(-1, keepdim=True)).clamp_min(0).sqrt()
-    return dist, torch.cat([i for _, i in best], -2) if with_indices else None
+    return dist, torch.cat([i for _, i in found if i is not None], -2) if with_indices else None
 
 
 def _merge_nearest(best: tuple[torch.Tensor, torch.Tensor | None] | None, d: torch.Tensor, k: int, offset: int,
@@ -104,14 +106,14 @@ def _merge_nearest(best: tuple[torch.Tensor, torch.Tensor | None] | None, d: tor
         return (vals if best is None else torch.minimum(best[0], vals)), None
     vals, idx = d.topk(min(k, d.shape[-1]), dim=-1, largest=False) if k > 1 else d.min(dim=-1, keepdim=True)
     idx = idx + offset
-    if best is None:
-        return vals, (idx if with_indices else None)
-    vals = torch.cat([best[0], vals], -1)
-    idx = torch.cat([best[1], idx], -1) if with_indices else None
-    if vals.shape[-1] > k:
-        vals, pos = vals.topk(k, dim=-1, largest=False)
-        idx = idx.gather(-1, pos) if with_indices else None
-    return vals, idx
+    if best is not None:
+        best_vals, best_idx = best
+        vals = torch.cat([best_vals, vals], -1)
+        idx = torch.cat([best_idx, idx], -1) if best_idx is not None else idx
+        if vals.shape[-1] > k:
+            vals, pos = vals.topk(k, dim=-1, largest=False)
+            idx = idx.gather(-1, pos) if with_indices else idx
+    return vals, (idx if with_indices else None)
 
 
 class TorchNearestNeighbors:
@@ -133,12 +135,13 @@ class TorchNearestNeighbors:
         if self.bank is None:
             raise RuntimeError("search before fit")
         dist, idx = blocked_knn(queries.to(self.bank.device), self.bank, k, block=(None, self.chunk))
+        assert idx is not None  # asked for with_indices
         return dist.to(queries.device), idx.to(queries.device)
 
 
-def default_searcher(device: torch.device) -> NearestNeighbors:
+def default_searcher(device: torch.device | str) -> NearestNeighbors:
     """faiss on the CPU (and on CUDA when faiss has GPU support); torch on CUDA otherwise."""
-    if device.type == "cuda":
+    if torch.device(device).type == "cuda":
         import faiss
 
         if not hasattr(faiss, "StandardGpuResources"):

@@ -20,7 +20,8 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -160,9 +161,10 @@ class AnomalyModel(ABC):
         if float(self.blur_sigma) < 0:
             raise ValueError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
         check_backbone_name(self.backbone_name)
-        self.strides = tuple(int(s) for s in (self.strides or self.default_strides))
-        self.image_size = as_size(self.image_size, "image_size")
-        self.crop_size = as_size(self.crop_size, "crop_size")
+        self.strides = self.stage_strides
+        image_size, crop_size = as_size(self.image_size, "image_size"), as_size(self.crop_size, "crop_size")
+        assert image_size is not None
+        self.image_size, self.crop_size = image_size, crop_size
         self.blur_sigma = float(self.blur_sigma)
         self.batch_size = int(self.batch_size)
         self.device = resolve_device(self.device)
@@ -170,18 +172,22 @@ class AnomalyModel(ABC):
         self.num_workers = int(self.num_workers)
         self.seed = int(self.seed)
         self.progress = self.progress if callable(self.progress) else bool(self.progress)
-        mean, std = backbone_normalization(self.backbone_name)
-        self.preprocess = Preprocess(self.image_size, self.crop_size, mean, std)
+        self.preprocess = Preprocess(image_size, crop_size, *backbone_normalization(self.backbone_name))
         self._backbone: Backbone | None = None
         self.module: nn.Module | None = None
         self.thresholds: Thresholds | None = None
         self.timings: dict[str, float] = {}
 
     @property
+    def stage_strides(self) -> tuple[int, ...]:
+        """The strides of the backbone stages used: ``strides``, or the method's default."""
+        return tuple(int(s) for s in (self.strides or self.default_strides))
+
+    @property
     def backbone(self) -> Backbone:
         """The frozen feature extractor, built (weights loaded) on first use."""
         if self._backbone is None:
-            self._backbone = Backbone(self.backbone_name, self.strides, weights=self.weights,
+            self._backbone = Backbone(self.backbone_name, self.stage_strides, weights=self.weights,
                                       fp16=self.fp16).to(self.device)
         return self._backbone
 
@@ -243,7 +249,7 @@ class AnomalyModel(ABC):
                 offset += n
             return
         loader = make_loader(data, self.preprocess, split, batch_size or self.batch_size, self.num_workers)
-        total = len(loader) if hasattr(loader, "__len__") else None
+        total = len(loader) if isinstance(loader, Sized) else None
         for batch in track(loader, desc, total, self.progress):
             if isinstance(batch, (list, tuple)):  # a plain (images, ...) DataLoader
                 batch = {"image": batch[0]}

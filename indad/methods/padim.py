@@ -53,7 +53,7 @@ class GaussianAccumulator:
         self.outer: torch.Tensor | None = None
 
     @classmethod
-    def from_sums(cls, count: int, sum_: torch.Tensor, outer: torch.Tensor) -> "GaussianAccumulator":
+    def from_sums(cls, count: int, sum_: torch.Tensor, outer: torch.Tensor) -> GaussianAccumulator:
         """An accumulator holding these sums (``(P, d)`` and ``(P, d, d)``, float64) of ``count`` images."""
         acc = cls()
         acc.count, acc.sum, acc.outer = count, sum_, outer
@@ -62,8 +62,8 @@ class GaussianAccumulator:
     def update(self, emb: torch.Tensor) -> None:
         """Add a batch of embeddings ``(B, d, P)``."""
         x = emb.double()
-        if self.sum is None:
-            b, d, p = x.shape
+        if self.sum is None or self.outer is None:
+            _, d, p = x.shape
             self.sum = torch.zeros(p, d, dtype=torch.float64, device=x.device)
             self.outer = torch.zeros(p, d, d, dtype=torch.float64, device=x.device)
         self.count += x.shape[0]
@@ -71,25 +71,36 @@ class GaussianAccumulator:
         xp = x.permute(2, 1, 0).contiguous()  # (P, d, B): contiguous, so bmm runs as one batched product
         self.outer += torch.bmm(xp, xp.transpose(1, 2))
 
-    def merge(self, other: "GaussianAccumulator") -> None:
+    def sums(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The running sums ``(P, d)`` and ``(P, d, d)``; an error when no image was added."""
+        if self.sum is None or self.outer is None:
+            raise ValueError("PaDiM: no training images")
+        return self.sum, self.outer
+
+    def merge(self, other: GaussianAccumulator) -> None:
         """Add another accumulator's sums (same shape)."""
+        (total, outer), (other_sum, other_outer) = self.sums(), other.sums()
         self.count += other.count
-        self.sum += other.sum
-        self.outer += other.outer
+        total += other_sum
+        outer += other_outer
 
     def mean_and_covariance(self, epsilon: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-position mean ``(P, d)`` and unbiased covariance plus ``epsilon * I`` ``(P, d, d)``."""
         if self.count < 2:
             raise ValueError(f"PaDiM needs at least 2 training images, got {self.count}")
+        total, outer = self.sums()
         n = self.count
-        mean = self.sum / n
-        cov = (self.outer - n * mean[:, :, None] * mean[:, None, :]) / (n - 1)
+        mean = total / n
+        cov = (outer - n * mean[:, :, None] * mean[:, None, :]) / (n - 1)
         cov += epsilon * torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
         return mean, cov
 
 
 class PaDiMModule(nn.Module):
     """Fitted PaDiM: normalised images -> (image scores ``(B,)``, anomaly maps ``(B, H, W)``)."""
+
+    mean: torch.Tensor
+    inv_cov: torch.Tensor
 
     def __init__(self, backbone: Backbone, channels: torch.Tensor, mean: torch.Tensor, inv_cov: torch.Tensor,
                  map_generator: AnomalyMapGenerator) -> None:
@@ -164,9 +175,8 @@ class PaDiM(AnomalyModel):
         acc = GaussianAccumulator()
         self._accumulate(acc, batches)
         self.timings["features_s"] = time.perf_counter() - start
-        if acc.sum is None or acc.outer is None:
-            raise ValueError("PaDiM: no training images")
-        return {"count": torch.tensor(acc.count), "sum": acc.sum, "outer": acc.outer}
+        total, outer = acc.sums()
+        return {"count": torch.tensor(acc.count), "sum": total, "outer": outer}
 
     def merge_states(self, parts: list[Tensors]) -> None:
         shards = [GaussianAccumulator.from_sums(int(p["count"]), p["sum"].to(self.device), p["outer"].to(self.device))
@@ -190,8 +200,8 @@ class PaDiM(AnomalyModel):
 
     def to_state(self) -> ModelState:
         acc = self._fitted_accumulator()
-        assert acc.sum is not None and acc.outer is not None
-        return ModelState({"channels": self.channels, "sum": acc.sum, "outer": acc.outer}, {"count": acc.count})
+        total, outer = acc.sums()
+        return ModelState({"channels": self.channels, "sum": total, "outer": outer}, {"count": acc.count})
 
     def from_state(self, state: ModelState) -> None:
         if not torch.equal(state.tensors["channels"].cpu(), self.channels.cpu()):

@@ -92,6 +92,8 @@ IMAGE_SCORES = ("max_map", "max_patch")
 class PatchCoreModule(nn.Module):
     """Fitted PatchCore: normalised images -> (image scores ``(B,)``, anomaly maps ``(B, H, W)``)."""
 
+    memory_bank: torch.Tensor
+
     def __init__(
         self,
         backbone: Backbone,

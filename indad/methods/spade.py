@@ -162,9 +162,9 @@ class SPADE(AnomalyModel):
         self.aligned = bool(self.aligned)
         self.half_precision_gallery = bool(self.half_precision_gallery)
         super().__post_init__()
-        if len(self.strides) < 2:
+        if len(self.stage_strides) < 2:
             raise ValueError(f"SPADE needs at least two strides (pyramid stages, then the pooled stage), got "
-                             f"{list(self.strides)}")
+                             f"{list(self.stage_strides)}")
         self.pooled: torch.Tensor | None = None
         self.pyramids: list[torch.Tensor] = []
 
@@ -187,7 +187,7 @@ class SPADE(AnomalyModel):
         """Pooled last-stage features ``(N, C)`` and each pyramid stage ``(N, C_s, h_s, w_s)`` of the images."""
         dtype = torch.float16 if self.half_precision_gallery else torch.float32
         pooled: list[torch.Tensor] = []
-        pyramids: list[list[torch.Tensor]] = [[] for _ in self.strides[:-1]]
+        pyramids: list[list[torch.Tensor]] = [[] for _ in self.stage_strides[:-1]]
         for batch in batches:
             feats = self.backbone(batch["image"])
             pooled.append(pooled_feature(feats[-1]).float())
@@ -211,7 +211,7 @@ class SPADE(AnomalyModel):
 
     def from_state(self, state: ModelState) -> None:
         self.pooled = state.tensors["pooled"]
-        self.pyramids = [state.tensors[f"pyramid_{s}"] for s in range(len(self.strides) - 1)]
+        self.pyramids = [state.tensors[f"pyramid_{s}"] for s in range(len(self.stage_strides) - 1)]
 
     def build_module(self, exportable: bool = False) -> SPADEModule:
         return SPADEModule(self.backbone, self._fitted_pooled(), self.pyramids, self.k, self.kappa, self.aligned,

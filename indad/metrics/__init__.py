@@ -138,10 +138,10 @@ def evaluate_predictions(
         out["pixel_auroc"] = out["aupro"] = float("nan")
         out["n_pixel_images"] = 0
     if defects is not None:
-        defects = np.asarray(defects)
+        kinds = np.asarray(defects)
         per = {}
-        for d in sorted(set(defects.tolist()) - {"good"}):
-            sel = (defects == d) | (labels == 0)
+        for d in sorted(set(kinds.tolist()) - {"good"}):
+            sel = (kinds == d) | (labels == 0)
             per[d] = image_auroc(labels[sel], scores[sel])
         out["image_auroc_per_defect"] = per
     return out
