@@ -6,11 +6,25 @@
 >>> model.save("mtd.indad"); model = indad.load("mtd.indad")  # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from .version import __version__
+
+if TYPE_CHECKING:
+    from .methods import AnomalyModel
+
+__all__ = ["__version__", "load"]
 
 
-def load(path, device: str = "auto", weights=None, progress: bool = False):
-    """A fitted model saved with ``model.save(path)``; see :func:`indad.methods.load_model`."""
+def load(path: str | os.PathLike, device: str = "auto", weights: str | os.PathLike | None = None,
+         progress: bool = False) -> AnomalyModel:
+    """A fitted model saved with ``model.save(path)``; see :func:`indad.methods.load_model`.
+
+    Importing :mod:`indad` stays light: the methods (and torch) load on the first call.
+    """
     from .methods import load_model
 
     return load_model(path, device=device, weights=weights, progress=progress)

@@ -18,9 +18,9 @@ import dataclasses
 import os
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sized
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from collections.abc import Iterable, Iterator, Sized
 from typing import Any, ClassVar
 
 import numpy as np
@@ -34,6 +34,7 @@ from ..errors import NotCalibratedError, NotFittedError
 from ..metrics import evaluate_predictions
 from ..progress import Progress, track
 from ..thresholds import Thresholds, f1_thresholds, good_quantile_thresholds, is_defective
+from ..version import __version__
 
 Batch = dict[str, Any]
 """A batch of images: ``image`` (a normalised ``(B, 3, H, W)`` tensor on the model's device), and, from
@@ -218,8 +219,6 @@ class AnomalyModel(ABC):
         rebuild the model from its :meth:`to_state` tensors but where it runs
         (:data:`RUNTIME_PARAMS`).
         """
-        from .. import __version__
-
         backbone = self.backbone
         return {
             "indad_version": __version__,
