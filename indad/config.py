@@ -9,11 +9,8 @@ from typing import Any
 
 import yaml
 
+from .errors import ConfigError
 from .methods import METHODS
-
-
-class ConfigError(ValueError):
-    """A configuration file or value that cannot be used."""
 
 
 def builtin_configs() -> dict[str, Path]:

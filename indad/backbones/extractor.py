@@ -10,14 +10,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import BackboneError
 from .weights import load_pretrained
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class BackboneError(ValueError):
-    """A backbone name, stage or device that cannot be used."""
 
 
 def check_backbone_name(name: str) -> None:

@@ -20,6 +20,8 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from ..errors import WeightsNotFoundError
+
 log = logging.getLogger(__name__)
 
 # timm architecture -> (PyPI module, class with get_model_file_path()).
@@ -31,10 +33,6 @@ PYPI_WEIGHTS: dict[str, tuple[str, str]] = {
 }
 # The image size each of those networks was trained at.
 NATIVE_SIZE: dict[str, int] = {"tf_efficientnet_lite0": 224, "tf_efficientnet_lite1": 240, "tf_efficientnet_lite2": 260}
-
-
-class WeightsNotFoundError(RuntimeError):
-    """No source could provide pretrained weights for a backbone."""
 
 
 def load_pretrained(model: nn.Module, name: str, weights: str | os.PathLike | None = None) -> str:

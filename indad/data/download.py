@@ -11,12 +11,8 @@ import zipfile
 from pathlib import Path
 from typing import Callable
 
+from ..errors import DownloadError
 from ..progress import Progress, progress_bar
-
-
-
-class DownloadError(RuntimeError):
-    """A dataset download or extraction that failed."""
 
 
 def download_file(url: str, dest: Path, desc: str, progress: Progress = True, chunk: int = 1 << 20) -> None:

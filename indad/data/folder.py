@@ -21,16 +21,13 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from .images import ImageReadError, is_image_file, list_images, read_image, read_mask, to_rgb
+from ..errors import DatasetLayoutError, ImageReadError
+from .images import is_image_file, list_images, read_image, read_mask, to_rgb
 from .transforms import Preprocess
 
 log = logging.getLogger(__name__)
 
 GOOD = "good"
-
-
-class DatasetLayoutError(ValueError):
-    """A dataset folder that does not follow the expected layout."""
 
 
 @dataclass(frozen=True)

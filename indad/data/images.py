@@ -8,11 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import ImageReadError
+
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"})
-
-
-class ImageReadError(ValueError):
-    """An image or mask file that is missing, unreadable or unusable."""
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
