@@ -18,8 +18,9 @@ from PIL import Image, UnidentifiedImageError
 
 from ..backbones import OFFLINE_BACKBONES
 from ..config import load_config
-from ..data import GOOD, list_images, read_image, read_mask, scan_test
-from ..data.images import ImageReadError, decode_image, to_rgb
+from ..data import GOOD, dataset_folders, list_images, read_image, read_mask, scan_test
+from ..data.images import decode_image, to_rgb
+from ..errors import ImageReadError
 from ..inference.visualize import heatmap_image, map_to_original, mask_image, overlay_image
 from ..methods import METHODS
 from ..progress import ProgressEvent
@@ -104,18 +105,12 @@ class DatasetInfo:
 
 
 def find_datasets(root: str | os.PathLike) -> list[DatasetInfo]:
-    """Folders under ``root`` with images in ``train/good``, sorted by name."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
+    """The datasets under ``root`` (:func:`~indad.data.dataset_folders`) with images in ``train/good``."""
     found = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        train = folder / "train" / GOOD
-        if not train.is_dir():
-            continue
-        n_train = len(list_images(train))
+    for folder in dataset_folders(root):
+        n_train = len(list_images(folder / "train" / GOOD))
         if n_train:
-            n_test = len(list_images(folder / "test", recursive=True)) if (folder / "test").is_dir() else 0
+            n_test = len(list_images(folder / "test", recursive=True))
             found.append(DatasetInfo(folder, n_train, n_test))
     return found
 

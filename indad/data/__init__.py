@@ -5,20 +5,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .download import DownloadError
-from .folder import (
+from ..errors import DatasetLayoutError, DatasetNotFoundError, DownloadError, ImageReadError
+from .folder import AnomalyDataset, make_loader
+from .images import IMAGE_EXTENSIONS, list_images, read_image, read_mask
+from .layout import (
     GOOD,
-    AnomalyDataset,
-    DatasetLayoutError,
     Sample,
-    make_loader,
+    dataset_folders,
+    is_dataset_root,
     samples_from_paths,
     scan_test,
     scan_train,
     split_holdout,
     train_paths,
 )
-from .images import IMAGE_EXTENSIONS, ImageReadError, list_images, read_image, read_mask
 from .mtd import MTD, layout_mtd
 from .mvtec import MVTEC_CLASSES, MVTecAD
 from .transforms import Preprocess
@@ -34,13 +34,12 @@ def data_root(explicit: str | os.PathLike | None = None) -> Path:
 def resolve_dataset(name: str, root: str | os.PathLike | None = None, download: bool = True) -> Path:
     """The folder of a dataset given by name or path.
 
-    A path to an existing folder is used as is; ``mtd`` and the MVTec AD class
+    A dataset folder (:func:`~indad.data.layout.is_dataset_root`) is used as is; ``mtd`` and the MVTec AD class
     names are downloaded into the root when missing; any other name must be a
     folder under the root.
     """
-    direct = Path(name)
-    if direct.is_dir() and (direct / "train").is_dir():
-        return direct
+    if is_dataset_root(name):
+        return Path(name)
     base = data_root(root)
     if name == "mtd":
         return MTD(base, download=download).path
@@ -48,8 +47,8 @@ def resolve_dataset(name: str, root: str | os.PathLike | None = None, download: 
         return MVTecAD(name, base, download=download).path
     folder = base / name
     if not folder.is_dir():
-        found = sorted(p.name for p in base.iterdir() if (p / "train").is_dir()) if base.is_dir() else []
-        raise DatasetLayoutError(
+        found = [p.name for p in dataset_folders(base)]
+        raise DatasetNotFoundError(
             f"dataset {name!r} not found: no folder {folder}"
             + (f"; datasets under {base}: {', '.join(found)}" if found else f" (data root {base} has no datasets)")
             + f". Known downloadable names: mtd, {', '.join(MVTEC_CLASSES)}."
@@ -64,12 +63,15 @@ __all__ = [
     "MVTEC_CLASSES",
     "AnomalyDataset",
     "DatasetLayoutError",
+    "DatasetNotFoundError",
     "DownloadError",
     "ImageReadError",
     "MVTecAD",
     "Preprocess",
     "Sample",
     "data_root",
+    "dataset_folders",
+    "is_dataset_root",
     "layout_mtd",
     "list_images",
     "make_loader",

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..errors import DatasetNotFoundError, DownloadError
 from ..progress import Progress
-from .download import DownloadError, fetch_and_build
-from .folder import GOOD
-from .mvtec import verify_layout
+from .download import fetch_and_build
+from .layout import GOOD, verify_layout
 
 MTD_URL = "https://github.com/abin24/Magnetic-tile-defect-datasets./archive/refs/heads/master.zip"
 # Raw folder -> defect type. MT_Free holds the defect-free tiles.
@@ -89,7 +89,7 @@ class MTD(os.PathLike):
         self.path = Path(root) / "mtd"
         if not self.path.exists():
             if not download:
-                raise DownloadError(f"MTD not found at {self.path} (download=False)")
+                raise DatasetNotFoundError(f"MTD not found at {self.path} (download=False)")
             fetch_and_build(MTD_URL, self.path, self._build, "MTD", progress)
         verify_layout(self.path)
 

@@ -6,9 +6,10 @@ import os
 import shutil
 from pathlib import Path
 
+from ..errors import DatasetNotFoundError, DownloadError
 from ..progress import Progress
-from .download import DownloadError, fetch_and_build
-from .folder import GOOD, DatasetLayoutError, scan_test, scan_train
+from .download import fetch_and_build
+from .layout import GOOD, verify_layout
 
 _SHARE = "https://www.mydrive.ch/shares/38536/3830184030e49fe74747669442f0f282/download"
 MVTEC_URLS: dict[str, str] = {
@@ -31,12 +32,6 @@ MVTEC_URLS: dict[str, str] = {
 MVTEC_CLASSES: tuple[str, ...] = tuple(MVTEC_URLS)
 
 
-def verify_layout(root: Path) -> None:
-    """Raise :class:`DatasetLayoutError` unless ``root`` is a complete MVTec-AD-layout dataset."""
-    scan_train(root)
-    scan_test(root)
-
-
 class MVTecAD(os.PathLike):
     """One MVTec AD class on disk, downloaded on first use.
 
@@ -55,12 +50,13 @@ class MVTecAD(os.PathLike):
     def __init__(self, class_name: str, root: str | os.PathLike = "datasets", download: bool = True,
                  progress: Progress = True) -> None:
         if class_name not in MVTEC_URLS:
-            raise ValueError(f"unknown MVTec AD class {class_name!r}; the classes are {', '.join(MVTEC_CLASSES)}")
+            raise DatasetNotFoundError(
+                f"unknown MVTec AD class {class_name!r}; the classes are {', '.join(MVTEC_CLASSES)}")
         self.class_name = class_name
         self.path = Path(root) / class_name
         if not self.path.exists():
             if not download:
-                raise DatasetLayoutError(f"MVTec AD class {class_name!r} not found at {self.path} (download=False)")
+                raise DatasetNotFoundError(f"MVTec AD class {class_name!r} not found at {self.path} (download=False)")
             fetch_and_build(MVTEC_URLS[class_name], self.path, self._build, f"MVTec AD {class_name}", progress)
         verify_layout(self.path)
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import indad.data.download as download
-from indad.data import MTD, DownloadError, MVTecAD, layout_mtd, resolve_dataset
+from indad.data import MTD, DatasetNotFoundError, DownloadError, MVTecAD, layout_mtd, resolve_dataset
 from indad.data import mtd as mtd_module
 from indad.data import mvtec as mvtec_module
 from tests.conftest import make_layout
@@ -127,3 +127,11 @@ def test_resolve_dataset_errors_list_what_exists(tmp_path):
     assert resolve_dataset(str(tmp_path / "root" / "parts")) == tmp_path / "root" / "parts"
     with pytest.raises(Exception, match="datasets under .*: parts"):
         resolve_dataset("nuts", tmp_path / "root")
+
+
+def test_a_missing_dataset_is_the_same_error_for_every_name(tmp_path):
+    for name in ("mtd", "bottle", "nuts"):  # MTD, an MVTec AD class, a custom folder: none there, none downloaded
+        with pytest.raises(DatasetNotFoundError, match="not found"):
+            resolve_dataset(name, tmp_path, download=False)
+    with pytest.raises(DatasetNotFoundError, match="unknown MVTec AD class"):
+        MVTecAD("bottel", tmp_path)
