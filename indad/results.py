@@ -2,54 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
 import json
 import math
 import os
 import platform
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+from .files import csv_text, write_atomic
 
 METRIC_COLUMNS = (("image_auroc", "image ROC AUC"), ("pixel_auroc", "pixel ROC AUC"), ("aupro", "AUPRO@30%"),
                   ("f1_max", "image F1-max"))
 TIMING_COLUMNS = (("fit_s", "fit s"), ("predict_ms_per_image", "predict ms/img"))
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path beside ``path``, renamed onto it when the block succeeds and removed when it fails.
-
-    Whatever is written there (a file or a folder) replaces ``path`` in one step:
-    never half-written. An existing folder at ``path`` is replaced whole.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    tmp = work / path.name
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, (0o777 if tmp.is_dir() else 0o666) & ~umask)  # as if created directly
-        if path.is_dir() and not path.is_symlink():
-            os.replace(path, work / "replaced")  # os.replace cannot overwrite a non-empty folder
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def write_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file renamed into place: never a half-written file."""
-    with atomic_output(path) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-    return Path(path)
+SCORES_COLUMNS = ("dataset", "path", "defect", "label", "score")
 
 
 def library_versions() -> dict[str, str]:
@@ -123,13 +88,11 @@ def report_markdown(report: dict) -> str:
 
 def scores_csv(per_image: dict[str, dict]) -> str:
     """Per-image scores of every dataset as CSV text."""
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["dataset", "path", "defect", "label", "score"])
-    for name, res in per_image.items():
-        for row in zip(res["paths"], res["defects"], res["labels"], res["scores"], strict=True):
-            writer.writerow([name, *row[:3], f"{row[3]:.6g}"])
-    return buf.getvalue()
+    rows = [{"dataset": name, "path": path, "defect": defect, "label": label, "score": f"{score:.6g}"}
+            for name, res in per_image.items()
+            for path, defect, label, score in zip(res["paths"], res["defects"], res["labels"], res["scores"],
+                                                  strict=True)]
+    return csv_text(rows, SCORES_COLUMNS)
 
 
 def save_results(report: dict, per_image: dict[str, dict], folder: str | os.PathLike, stem: str) -> dict[str, Path]:

@@ -1,8 +1,6 @@
 import json
 
-import pytest
-
-from indad.results import markdown_table, save_results, write_atomic
+from indad.results import markdown_table, save_results
 
 
 def _report():
@@ -30,12 +28,3 @@ def test_single_dataset_table_has_no_average_row():
     report = _report()
     del report["datasets"]["b"]
     assert "average" not in markdown_table(report)
-
-
-def test_write_atomic_keeps_the_old_file_on_failure(tmp_path):
-    target = write_atomic(tmp_path / "r.json", "old")
-
-    with pytest.raises(TypeError):
-        write_atomic(target, b"not text")  # fails half way, after the temporary file exists
-    assert target.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]

@@ -408,17 +408,6 @@ def score_rows(names: Sequence[str], scores: np.ndarray, thresholds: Thresholds 
     return rows
 
 
-def csv_text(rows: Sequence[dict[str, Any]]) -> str:
-    """Rows of equal keys as CSV text with a header line."""
-    import csv
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [])
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 def with_image_threshold(thresholds: Thresholds | None, image: float) -> Thresholds | None:
     """The model's thresholds with the image threshold moved to ``image`` (None stays None: nothing to keep)."""
     if thresholds is None:

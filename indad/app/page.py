@@ -18,6 +18,7 @@ import streamlit as st
 from indad.app import logic
 from indad.data import MVTEC_CLASSES, data_root, list_images, resolve_dataset
 from indad.experiment import build_model
+from indad.files import csv_text
 from indad.methods import METHODS
 
 SOURCES = ("Dataset on disk", "Download an MVTec AD class", "Upload images")
@@ -316,7 +317,7 @@ def score_tab(run: Run | None) -> None:
     results = logic.RunResults(check.names, pred.scores.astype(np.float64), pred.maps, check.images)
     rows = logic.score_rows(check.names, pred.scores, model.thresholds)
     st.dataframe(rows, hide_index=True)
-    st.download_button("Download the scores (CSV)", logic.csv_text(rows), file_name="scores.csv", mime="text/csv",
+    st.download_button("Download the scores (CSV)", csv_text(rows), file_name="scores.csv", mime="text/csv",
                        key="download_scores")
     colour_range = logic.auto_colour_range(results.maps)
     pixel = model.thresholds.pixel if model.thresholds is not None else None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import tarfile
 import tempfile
 import urllib.request
@@ -12,14 +10,15 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import DownloadError
+from ..files import atomic_output
 from ..progress import Progress, progress_bar
 
 
 def download_file(url: str, dest: Path, desc: str, progress: Progress = True, chunk: int = 1 << 20) -> None:
     """Stream ``url`` to ``dest`` with a progress bar; ``dest`` only appears once complete."""
-    part = dest.with_name(dest.name + ".part")
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as out:
+        with (atomic_output(dest) as part, urllib.request.urlopen(url, timeout=60) as response,
+              open(part, "wb") as out):
             total = int(response.headers.get("Content-Length") or 0) or None
             with progress_bar(desc, total, progress, unit="B", unit_scale=True) as bar:
                 while True:
@@ -28,9 +27,7 @@ def download_file(url: str, dest: Path, desc: str, progress: Progress = True, ch
                         break
                     out.write(block)
                     bar.update(len(block))
-        os.replace(part, dest)
     except Exception as exc:
-        part.unlink(missing_ok=True)
         raise DownloadError(f"download of {url} failed: {exc}") from exc
 
 
@@ -60,23 +57,19 @@ def fetch_and_build(
 ) -> Path:
     """Download ``url``, unpack it, let ``build(unpacked, out)`` lay out ``out``, then rename ``out`` to ``final``.
 
-    All work happens in a hidden temporary folder beside ``final``, removed on any
+    The archive is unpacked in a hidden temporary folder beside ``final`` and
+    ``out`` is written by :func:`~indad.files.atomic_output`: both are removed on any
     error, so an interrupted download never leaves a folder that looks complete.
     """
     if final.exists():
         raise DownloadError(f"{final} already exists; not overwritten")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
-        archive = work / "download"
+    with (atomic_output(final) as out,
+          tempfile.TemporaryDirectory(prefix=f".{final.name}.", dir=final.parent) as work):
+        archive = Path(work) / "download"
         download_file(url, archive, desc, progress)
-        unpacked = work / "unpacked"
+        unpacked = Path(work) / "unpacked"
         unpacked.mkdir()
         extract_archive(archive, unpacked)
         archive.unlink()
-        out = work / "dataset"
         build(unpacked, out)
-        os.replace(out, final)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return final

@@ -25,7 +25,7 @@ from ..data import train_paths
 from ..inference.folder import (CSV_COLUMNS, FolderPrediction, collect_images, open_scorer, read_input,
                                 refuse_existing, report_error, score_inputs, write_csv)
 from ..progress import Progress, progress_bar
-from ..results import atomic_output
+from ..files import atomic_output
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import sys
 from dataclasses import dataclass
@@ -17,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..data import Preprocess, read_image
 from ..data.images import is_image_file, list_images
 from ..progress import Progress, track
-from ..results import atomic_output
+from ..files import atomic_output, csv_text, write_atomic
 from ..thresholds import Thresholds
 from .visualize import heatmap_image, map_to_original, mask_image, overlay_image
 
@@ -152,12 +150,7 @@ def report_error(row: dict) -> None:
 
 def write_csv(folder: Path, rows: list[dict]) -> None:
     """``folder/predictions.csv`` from the rows (folder created)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "predictions.csv").write_text(buffer.getvalue(), encoding="utf-8")
+    write_atomic(folder / "predictions.csv", csv_text(rows, CSV_COLUMNS))
 
 
 @dataclass
@@ -231,8 +224,5 @@ def _write_pictures(root: Path, rel: Path, original, amap: np.ndarray, preproces
     name = output_name(rel)
     for kind, picture in (("heatmaps", heat), ("overlays", overlay_image(original, heat, mask)),
                           ("masks", mask_image(mask))):
-        target = root / kind / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.{os.getpid()}.part")
-        picture.save(partial, format="PNG")
-        os.replace(partial, target)
+        with atomic_output(root / kind / name) as partial:
+            picture.save(partial, format="PNG")

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from indad.app import logic
+from indad.files import csv_text
 from indad.progress import ProgressEvent
 from indad.thresholds import Thresholds
 from tests.conftest import make_layout
@@ -159,7 +160,7 @@ def test_score_rows_csv_and_model_file_with_moved_threshold(tmp_path, tiny_model
     assert logic.with_image_threshold(None, 1.0) is None
     rows = logic.score_rows(["x.png", "y.png"], np.array([t.image, t.image / 2]), t)
     assert [r["decision"] for r in rows] == ["defective", "good"] and rows[0]["normalized score"] == 1.0
-    assert logic.csv_text(rows).splitlines()[0] == "image,score,normalized score,decision"
+    assert csv_text(rows).splitlines()[0] == "image,score,normalized score,decision"
     path = tmp_path / "m.indad"
     path.write_bytes(logic.model_file_bytes(tiny_model, moved))
     assert indad.load(path).thresholds == moved
