@@ -6,7 +6,21 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .errors import InputError
 from .metrics import f1_max
+
+def is_defective(scores: np.ndarray | float, threshold: float) -> np.ndarray | bool:
+    """Whether scores (image scores, or anomaly-map pixels) are at or above ``threshold``: indad's decision rule.
+
+    Returns a bool array shaped like ``scores``, or a bool for a single score.
+    """
+    decided = np.greater_equal(scores, threshold)
+    return bool(decided) if np.ndim(decided) == 0 else decided
+
+
+def decision_label(score: float, threshold: float) -> str:
+    """``"defective"`` for a score at or above ``threshold``, else ``"good"``."""
+    return "defective" if is_defective(score, threshold) else "good"
 
 
 @dataclass(frozen=True)
@@ -65,10 +79,10 @@ def good_quantile_thresholds(scores: np.ndarray, maps: np.ndarray, quantile: flo
         In ``(0, 1]``; 1.0 takes the largest good score.
     """
     if not 0 < quantile <= 1:
-        raise ValueError(f"quantile must be in (0, 1], got {quantile}")
+        raise InputError(f"quantile must be in (0, 1], got {quantile}")
     scores = np.asarray(scores, dtype=np.float64)
     if scores.size == 0:
-        raise ValueError("calibration needs at least one good image")
+        raise InputError("calibration needs at least one good image")
     peaks = np.asarray(maps, dtype=np.float64).reshape(scores.size, -1).max(axis=1)
     return Thresholds(float(np.quantile(scores, quantile)), float(np.quantile(peaks, quantile)), "good_quantile",
                       float(quantile), int(scores.size))
@@ -82,14 +96,9 @@ def f1_thresholds(labels: np.ndarray, scores: np.ndarray, masks: np.ndarray | No
     """
     labels = np.asarray(labels)
     if np.unique(labels).size < 2:
-        raise ValueError("F1 calibration needs good and defective images in the validation set")
+        raise InputError("F1 calibration needs good and defective images in the validation set")
     _, image_t = f1_max(labels, scores)
     pixel_t = image_t
     if masks is not None and maps is not None and np.asarray(masks).any():
         _, pixel_t = f1_max(np.asarray(masks).ravel(), np.asarray(maps, dtype=np.float32).ravel())
     return Thresholds(float(image_t), float(pixel_t), "f1_max", None, int(labels.size))
-
-
-def is_defective(scores, threshold):
-    """TEMPORARY (replaced by the rules branch)."""
-    return scores >= threshold

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from indad.thresholds import Thresholds, f1_thresholds, good_quantile_thresholds
+from indad.thresholds import Thresholds, decision_label, f1_thresholds, good_quantile_thresholds, is_defective
 
 
 def test_good_quantile_rule():
@@ -29,3 +29,9 @@ def test_f1_rule():
     assert t.image == 0.5 and t.pixel == 6.0 and t.rule == "f1_max"
     with pytest.raises(ValueError, match="good and defective"):
         f1_thresholds(np.zeros(3), scores[:3], None, None)
+
+
+def test_a_score_at_the_threshold_is_defective():
+    assert is_defective(0.5, 0.5) is True and is_defective(np.float32(0.49), 0.5) is False
+    np.testing.assert_array_equal(is_defective(np.array([[0.4, 0.5], [0.6, 0.1]]), 0.5), [[False, True], [True, False]])
+    assert [decision_label(s, 0.5) for s in (0.5, 0.2)] == ["defective", "good"]

@@ -24,7 +24,7 @@ from ..errors import ImageReadError
 from ..inference.visualize import heatmap_image, map_to_original, mask_image, overlay_image
 from ..methods import METHODS
 from ..progress import ProgressEvent
-from ..thresholds import Thresholds
+from ..thresholds import Thresholds, decision_label, is_defective
 
 MIN_GOOD_IMAGES = 3
 HOLDOUT_MIN_IMAGES = 10  # fewer good images than this: all train, no thresholds from a holdout
@@ -287,7 +287,7 @@ class Decisions:
 
 def decisions(scores: np.ndarray, threshold: float, labels: np.ndarray | None = None) -> Decisions:
     """Images at or above ``threshold`` are flagged defective; with labels, the confusion counts."""
-    flagged = np.asarray(scores) >= threshold
+    flagged = is_defective(scores, threshold)
     if labels is None:
         return Decisions(int(flagged.sum()), int(flagged.size))
     bad = np.asarray(labels) == 1
@@ -378,7 +378,7 @@ def gallery_pictures(results: RunResults, i: int, preprocess, colour_range: tupl
     amap = map_to_original(results.maps[i], preprocess, original.size)
     lo, hi = colour_range
     heat = heatmap_image(np.clip(amap - lo, 0.0, None), hi - lo)
-    outline = None if pixel_threshold is None else amap >= pixel_threshold
+    outline = None if pixel_threshold is None else is_defective(amap, pixel_threshold)
     truth = results.mask(i)
     return GalleryPictures(original, heat, overlay_image(original, heat, outline),
                            None if truth is None else mask_image(truth))
@@ -403,7 +403,7 @@ def score_rows(names: Sequence[str], scores: np.ndarray, thresholds: Thresholds 
         row: dict[str, Any] = {"image": name, "score": float(score)}
         if thresholds is not None:
             row["normalized score"] = float(score) / thresholds.image
-            row["decision"] = "defective" if score >= thresholds.image else "good"
+            row["decision"] = decision_label(float(score), thresholds.image)
         rows.append(row)
     return rows
 

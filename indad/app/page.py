@@ -20,6 +20,7 @@ from indad.data import MVTEC_CLASSES, data_root, list_images, resolve_dataset
 from indad.experiment import build_model
 from indad.files import csv_text
 from indad.methods import METHODS
+from indad.thresholds import decision_label
 
 SOURCES = ("Dataset on disk", "Download an MVTec AD class", "Upload images")
 METHOD_NAMES = {"patchcore": "PatchCore", "padim": "PaDiM", "spade": "SPADE"}
@@ -240,7 +241,7 @@ def gallery_section(run: Run, threshold: float) -> None:
     for i in order[(page - 1) * PER_PAGE: page * PER_PAGE]:
         pics = logic.gallery_pictures(results, i, model.preprocess, colour_range, pixel)
         score = float(results.scores[i])
-        verdict = "defective" if score >= threshold else "good"
+        verdict = decision_label(score, threshold)
         truth = f" · truth: {results.defects[i]}" if results.defects is not None else ""
         st.markdown(f"**{results.names[i]}** · score {score:.4f} · called {verdict}{truth}")
         row = st.columns(4)

@@ -16,7 +16,7 @@ from ..data import Preprocess, read_image
 from ..data.images import is_image_file, list_images
 from ..progress import Progress, track
 from ..files import atomic_output, csv_text, write_atomic
-from ..thresholds import Thresholds
+from ..thresholds import Thresholds, decision_label, is_defective
 from .visualize import heatmap_image, map_to_original, mask_image, overlay_image
 
 CSV_COLUMNS = ("path", "score", "normalized_score", "decision", "threshold", "error")
@@ -208,7 +208,7 @@ def _row(path: Path, score: float | None, thresholds: Thresholds | None, error: 
         row["score"] = f"{score:.6g}"
         if thresholds is not None:
             row["normalized_score"] = f"{score / thresholds.image:.6g}"
-            row["decision"] = "defective" if score >= thresholds.image else "good"
+            row["decision"] = decision_label(score, thresholds.image)
             row["threshold"] = f"{thresholds.image:.6g}"
     return row
 
@@ -217,7 +217,7 @@ def _write_pictures(root: Path, rel: Path, original, amap: np.ndarray, preproces
                     thresholds: Thresholds | None) -> None:
     full = map_to_original(amap, preprocess, original.size)
     if thresholds is not None:
-        mask, vmax = full >= thresholds.pixel, 2.0 * thresholds.pixel
+        mask, vmax = is_defective(full, thresholds.pixel), 2.0 * thresholds.pixel
     else:
         mask, vmax = np.zeros(full.shape, dtype=bool), float(full.max())
     heat = heatmap_image(full, vmax)
