@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
-from .methods import METHODS
+from .errors import ConfigError, IndadError
+from .methods import METHODS, AnomalyModel
 
 
 def builtin_configs() -> dict[str, Path]:
@@ -91,6 +91,42 @@ def check_params(method: str, params: dict[str, Any], where: str = "parameters")
         expected = _KINDS.get(type(default))
         if expected is not None and not _is_kind(value, expected):
             raise ConfigError(f"{where}: {key} must be {_KIND_NAMES[expected]}, got {value!r}")
+
+
+def resolve_params(method: str, config: str | os.PathLike | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of a run: those of ``config`` (none without one), then each override that is not None.
+
+    Parameters
+    ----------
+    method:
+        The method the config must be for.
+    config:
+        A YAML file or the name of a shipped config, or None.
+    overrides:
+        Parameter values given apart from the config (command-line options); None
+        leaves the config's value, or the method's default.
+    """
+    params = load_config(config, method)["params"] if config else {}
+    params.update({k: v for k, v in overrides.items() if v is not None})
+    return params
+
+
+def build_model(method: str, params: dict[str, Any], where: str = "parameters") -> AnomalyModel:
+    """A method instance from checked parameters; bad values raise :class:`ConfigError` naming them.
+
+    ``where`` says where the parameters come from (a config file, ``"options"``)
+    in the message; other indad errors of the constructor (an unknown backbone,
+    missing weights) pass unchanged.
+    """
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    check_params(method, params, where)
+    try:
+        return METHODS[method](**params)
+    except IndadError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
 
 
 _FREE_FORM = {"image_size", "crop_size", "strides", "weights", "progress"}  # progress: also a callback

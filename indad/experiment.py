@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import ConfigError, check_params
+from .config import build_model
 from .data import MVTEC_CLASSES, resolve_dataset
-from .methods import METHODS, AnomalyModel
+from .errors import ConfigError
+from .methods import AnomalyModel
 from .results import library_versions, save_results
 
 log = logging.getLogger(__name__)
@@ -29,19 +30,6 @@ def expand_datasets(names: list[str] | tuple[str, ...]) -> list[str]:
             if item not in out:
                 out.append(item)
     return out
-
-
-def build_model(method: str, params: dict[str, Any], where: str = "parameters") -> AnomalyModel:
-    """A method instance from checked parameters; bad values raise :class:`ConfigError` naming them."""
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-    check_params(method, params, where)
-    try:
-        return METHODS[method](**params)
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(f"{where}: {exc}") from exc
 
 
 def peak_rss_mb() -> float:

@@ -9,15 +9,12 @@ from typing import Any
 import click
 
 from .. import __version__
-from ..backbones import BackboneError, WeightsNotFoundError
-from ..config import ConfigError, load_config
-from ..data import DatasetLayoutError, DownloadError, ImageReadError
-from ..errors import ModelFileError
-from ..methods import METHODS, NotFittedError
+from ..config import build_model, resolve_params
+from ..errors import IndadError
+from ..methods import METHODS
 
-# Errors a user can fix: shown as one clear message, without a traceback.
-USER_ERRORS = (ConfigError, BackboneError, WeightsNotFoundError, DatasetLayoutError, DownloadError, ImageReadError,
-               FileNotFoundError, FileExistsError, ModelFileError, NotFittedError)
+# Errors shown as one clear message, without a traceback: indad's own, and files missing or in the way.
+USER_ERRORS = (IndadError, FileNotFoundError, FileExistsError)
 
 
 def setup_logging(verbose: bool, quiet: bool) -> None:
@@ -65,11 +62,8 @@ def run_command(method: str, datasets: tuple[str, ...], config: str | None, back
 
     setup_logging(verbose, quiet)
     try:
-        params = load_config(config, method)["params"] if config else {}
-        overrides = {"backbone_name": backbone, "weights": weights, "device": device, "seed": seed}
-        params.update({k: v for k, v in overrides.items() if v is not None})
-        if quiet:
-            params["progress"] = False
+        params = resolve_params(method, config, {"backbone_name": backbone, "weights": weights, "device": device,
+                                                 "seed": seed, "progress": False if quiet else None})
         report, paths = run_experiment(method, list(datasets), params, data_root, results_dir,
                                        download=not no_download)
     except USER_ERRORS as exc:
@@ -147,14 +141,10 @@ def fit_command(method: str, data: str, out: str, config: str | None, backbone: 
 
     With --engine ray, the training images are cut into shards fitted by Ray workers and merged here.
     """
-    from ..experiment import build_model
-
     runner = make_engine(**engine, progress=not quiet)
     try:
-        params = load_config(config, method)["params"] if config else {}
-        overrides = {"backbone_name": backbone, "weights": weights, "device": device}
-        params.update({k: v for k, v in overrides.items() if v is not None})
-        params["progress"] = not quiet
+        params = resolve_params(method, config, {"backbone_name": backbone, "weights": weights, "device": device,
+                                                 "progress": not quiet})
         model = build_model(method, params, config or "options").fit(data, holdout=holdout, quantile=quantile,
                                                                     engine=runner)
         model.save(out)
@@ -186,7 +176,7 @@ def calibrate_command(model_path: str, good: str | None, validation: str | None,
         model = load_model(model_path, device=device, progress=not quiet)
         t = model.calibrate(good, quantile) if good else model.calibrate_f1(validation)
         model.save(model_path)
-    except (*USER_ERRORS, ValueError) as exc:  # e.g. a validation set without defective images
+    except USER_ERRORS as exc:  # e.g. a validation set without defective images
         raise _fail(exc) from exc
     click.echo(f"{model_path}: {t.rule} thresholds from {t.n_images} images: image {t.image:.6g}, pixel {t.pixel:.6g}")
 
