@@ -14,8 +14,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data import Preprocess, read_image
 from ..data.images import is_image_file, list_images
-from ..progress import Progress, track
+from ..errors import DatasetLayoutError, ImageReadError, InputError, ModelFileError
 from ..files import atomic_output, csv_text, write_atomic
+from ..progress import Progress, track
 from ..thresholds import Thresholds, decision_label, is_defective
 from .visualize import heatmap_image, map_to_original, mask_image, overlay_image
 
@@ -53,14 +54,13 @@ def open_scorer(path: str | os.PathLike, runtime: str = "torch", device: str = "
     path = Path(path)
     if runtime == "onnx":
         from ..export.graph import OnnxScorer
-        from ..export.model_file import ModelFileError
 
         onnx_path = path if path.suffix == ".onnx" else path.with_suffix(".onnx")
         if not onnx_path.is_file():
             raise ModelFileError(f"no ONNX export of {path}: run `indad export {path} --format onnx` first")
         return OnnxScorer(onnx_path)
     if runtime != "torch":
-        raise ValueError(f"unknown runtime {runtime!r}; choose torch or onnx")
+        raise InputError(f"unknown runtime {runtime!r}; choose torch or onnx")
     from ..methods import load_model
 
     return TorchScorer(load_model(path, device=device))
@@ -81,9 +81,9 @@ def collect_images(inputs: Sequence[str | os.PathLike], exclude: Path | None = N
         elif p.exists():
             files.append(p)
         else:
-            raise FileNotFoundError(f"no such file or folder: {p}")
+            raise ImageReadError(f"no such file or folder: {p}")
     if not files:
-        raise FileNotFoundError(f"no images in {', '.join(str(i) for i in inputs)}")
+        raise DatasetLayoutError(f"no images in {', '.join(str(i) for i in inputs)}")
     seen: set[Path] = set()
     unique = [f for f in files if not (f.resolve() in seen or seen.add(f.resolve()))]
     roots = [Path(i).resolve() if Path(i).is_dir() else Path(i).resolve().parent for i in inputs]
@@ -102,7 +102,7 @@ def read_input(path: Path, preprocess: Preprocess) -> dict:
     """An input image, read (``original``) and preprocessed (``image``), or the ``error`` that stopped it: never raises."""
     try:
         if not is_image_file(path):
-            raise ValueError(f"not an image file (by its extension): {path}")
+            raise ImageReadError(f"not an image file (by its extension): {path}")
         image = read_image(path)
         return {"image": preprocess.image(image), "original": image, "error": ""}
     except Exception as exc:  # any unreadable file becomes a CSV row, the rest are still scored

@@ -82,3 +82,18 @@ def test_map_back_to_the_original_with_a_crop():
     pre = Preprocess((8, 8), (4, 4), (0.5,) * 3, (0.5,) * 3)
     full = map_to_original(np.ones((4, 4), dtype=np.float32), pre, (16, 16))
     assert full.shape == (16, 16) and full[8, 8] == 1.0 and full[0, 0] == 0.0
+
+
+def test_inputs_that_cannot_be_scored_raise_the_errors_of_the_data_modules(tmp_path):
+    from indad.errors import DatasetLayoutError, ImageReadError, InputError
+    from indad.inference.folder import collect_images, open_scorer, read_input
+
+    with pytest.raises(ImageReadError, match="no such file or folder"):
+        collect_images([tmp_path / "missing.png"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetLayoutError, match="no images in"):
+        collect_images([tmp_path / "empty"])
+    (tmp_path / "notes.txt").write_text("hello")
+    assert "not an image file" in read_input(tmp_path / "notes.txt", None)["error"]
+    with pytest.raises(InputError, match="unknown runtime"):
+        open_scorer(tmp_path / "m.indad", "tflite")
