@@ -20,7 +20,7 @@ from ..backbones import OFFLINE_BACKBONES
 from ..config import load_config
 from ..data import GOOD, dataset_folders, list_images, read_image, read_mask, scan_test
 from ..data.images import decode_image, to_rgb
-from ..errors import ImageReadError
+from ..errors import ConfigError, ImageReadError
 from ..inference.visualize import heatmap_image, map_to_original, mask_image, overlay_image
 from ..methods import METHODS
 from ..progress import ProgressEvent
@@ -86,7 +86,7 @@ def default_params(method: str) -> dict[str, Any]:
 def param_specs(method: str) -> tuple[ParamSpec, ...]:
     """The hyperparameters offered for ``method``: its own, then the shared ones."""
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+        raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     return MAIN_PARAMS[method] + COMMON_PARAMS
 
 

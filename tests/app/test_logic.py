@@ -173,3 +173,10 @@ def test_threshold_origin_says_where_the_slider_starts():
     assert "0.7000" in line and "0.99 quantile" in line and "5 good images" in line and "0.5000" in line
     assert "best F1" in logic.threshold_origin(None, {"f1_threshold": 0.5})
     assert "median" in logic.threshold_origin(None, None)
+
+
+def test_an_unknown_method_is_a_config_error():
+    from indad.config import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown method 'knn'"):
+        logic.param_specs("knn")
