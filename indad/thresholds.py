@@ -9,6 +9,7 @@ import numpy as np
 from .errors import InputError
 from .metrics import f1_max
 
+
 def is_defective(scores: np.ndarray | float, threshold: float) -> np.ndarray | bool:
     """Whether scores (image scores, or anomaly-map pixels) are at or above ``threshold``: indad's decision rule.
 

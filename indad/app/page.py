@@ -16,8 +16,8 @@ import numpy as np
 import streamlit as st
 
 from indad.app import logic
-from indad.data import MVTEC_CLASSES, data_root, list_images, resolve_dataset
 from indad.config import build_model
+from indad.data import MVTEC_CLASSES, data_root, list_images, resolve_dataset
 from indad.files import csv_text
 from indad.methods import METHODS
 from indad.thresholds import decision_label

@@ -22,10 +22,10 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError("the Ray engine needs Ray: pip install 'indad[ray]'") from exc
 
 from ..data import train_paths
+from ..files import atomic_output
 from ..inference.folder import (CSV_COLUMNS, FolderPrediction, collect_images, open_scorer, read_input,
                                 refuse_existing, report_error, score_inputs, write_csv)
 from ..progress import Progress, progress_bar
-from ..files import atomic_output
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from indad.cli.main import cli
-from indad.data.transforms import as_size
 from indad.config import ConfigError, build_model, builtin_configs, load_config
+from indad.data.transforms import as_size
 from indad.experiment import expand_datasets
 from indad.methods import METHODS
 from tests.conftest import REPO, make_layout
