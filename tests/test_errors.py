@@ -5,12 +5,14 @@ import pytest
 from indad import errors
 from indad.backbones import BackboneError, WeightsNotFoundError
 from indad.config import ConfigError
-from indad.data import DatasetLayoutError, DownloadError, ImageReadError
+from indad.data import DatasetLayoutError, DatasetNotFoundError, DownloadError, ImageReadError
+from indad.export import ModelFileError
+from indad.methods import NotCalibratedError, NotFittedError
 
 USER_ERRORS = {ConfigError: ValueError, BackboneError: ValueError, ImageReadError: ValueError,
-               DatasetLayoutError: ValueError, errors.DatasetNotFoundError: ValueError, errors.ModelFileError: ValueError,
+               DatasetLayoutError: ValueError, DatasetNotFoundError: ValueError, ModelFileError: ValueError,
                DownloadError: RuntimeError, WeightsNotFoundError: RuntimeError}
-STATE_ERRORS = {errors.NotFittedError: RuntimeError, errors.NotCalibratedError: RuntimeError}
+STATE_ERRORS = {NotFittedError: RuntimeError, NotCalibratedError: RuntimeError}
 
 
 @pytest.mark.parametrize("cls", list(USER_ERRORS))
@@ -25,6 +27,6 @@ def test_state_errors_are_indad_errors_apart_from_user_errors(cls):
     assert not issubclass(cls, (errors.InputError, errors.ResourceError))
 
 
-def test_the_modules_raise_the_classes_defined_in_errors():
-    assert DatasetLayoutError is errors.DatasetLayoutError and BackboneError is errors.BackboneError
-    assert ImageReadError.__module__ == DownloadError.__module__ == ConfigError.__module__ == "indad.errors"
+@pytest.mark.parametrize("cls", [*USER_ERRORS, *STATE_ERRORS])
+def test_each_class_is_defined_once_in_errors_and_imported_where_it_was(cls):
+    assert getattr(errors, cls.__name__) is cls
