@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import overload
 
 import numpy as np
 
@@ -10,7 +11,11 @@ from .errors import InputError
 from .metrics import f1_max
 
 
-def is_defective(scores: np.ndarray | float, threshold: float) -> np.ndarray | bool:
+@overload
+def is_defective(scores: float | np.floating, threshold: float) -> bool: ...
+@overload
+def is_defective(scores: np.ndarray, threshold: float) -> np.ndarray: ...
+def is_defective(scores: np.ndarray | float | np.floating, threshold: float) -> np.ndarray | bool:
     """Whether scores (image scores, or anomaly-map pixels) are at or above ``threshold``: indad's decision rule.
 
     Returns a bool array shaped like ``scores``, or a bool for a single score.
