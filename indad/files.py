@@ -13,8 +13,9 @@ import io
 import os
 import secrets
 import shutil
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 PARTIAL_SUFFIX = ".part"
 
@@ -66,11 +67,10 @@ def remove_partials(folder: str | os.PathLike) -> None:
 
 def write_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` whole or not at all; returns ``path``."""
-    with atomic_output(path) as partial:
-        with open(partial, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+    with atomic_output(path) as partial, open(partial, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     return Path(path)
 
 

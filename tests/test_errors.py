@@ -9,9 +9,16 @@ from indad.data import DatasetLayoutError, DatasetNotFoundError, DownloadError, 
 from indad.export import ModelFileError
 from indad.methods import NotCalibratedError, NotFittedError
 
-USER_ERRORS = {ConfigError: ValueError, BackboneError: ValueError, ImageReadError: ValueError,
-               DatasetLayoutError: ValueError, DatasetNotFoundError: ValueError, ModelFileError: ValueError,
-               DownloadError: RuntimeError, WeightsNotFoundError: RuntimeError}
+USER_ERRORS = {
+    ConfigError: ValueError,
+    BackboneError: ValueError,
+    ImageReadError: ValueError,
+    DatasetLayoutError: ValueError,
+    DatasetNotFoundError: ValueError,
+    ModelFileError: ValueError,
+    DownloadError: RuntimeError,
+    WeightsNotFoundError: RuntimeError,
+}
 STATE_ERRORS = {NotFittedError: RuntimeError, NotCalibratedError: RuntimeError}
 
 

@@ -52,15 +52,18 @@ def test_remove_partials_removes_what_killed_writers_left(tmp_path):
     partial_path(tmp_path / "out").mkdir()  # a killed folder writer's folder
     (tmp_path / ".hidden").write_text("not ours")
     remove_partials(tmp_path)
-    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [".hidden", "heatmaps",
-                                                                                 "heatmaps/a.png"]
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
+        ".hidden",
+        "heatmaps",
+        "heatmaps/a.png",
+    ]
 
 
 def test_csv_text_header_rows_and_quoting():
     rows = [{"path": "a,b.png", "score": "1.5"}, {"path": "c.png"}]
     text = csv_text(rows, ["path", "score"])
     assert text.splitlines() == ["path,score", '"a,b.png",1.5', "c.png,"]
-    assert list(csv.DictReader(io.StringIO(text)))[0] == rows[0]
+    assert next(csv.DictReader(io.StringIO(text))) == rows[0]
     assert csv_text(rows[:1]).splitlines()[0] == "path,score"  # columns of the first row
     with pytest.raises(ValueError):
         csv_text([{"other": 1}], ["path"])

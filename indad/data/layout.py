@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -111,9 +111,7 @@ def scan_test(root: str | os.PathLike) -> list[Sample]:
             samples.append(Sample(p, 1, defect, mask))
         if masks:
             orphan = sorted(masks.values())[0]
-            raise DatasetLayoutError(
-                f"mask {orphan} has no image in {test_dir / defect} ({len(masks)} such mask(s))"
-            )
+            raise DatasetLayoutError(f"mask {orphan} has no image in {test_dir / defect} ({len(masks)} such mask(s))")
     if not samples:
         raise DatasetLayoutError(f"no test images under {test_dir}")
     return samples
@@ -150,8 +148,12 @@ def is_paths(data) -> bool:
     """Whether ``data`` names image files on disk: one path, or a non-empty list of paths."""
     if isinstance(data, (str, os.PathLike)):
         return True
-    return (isinstance(data, Sequence) and not isinstance(data, bytes) and len(data) > 0
-            and all(isinstance(d, (str, os.PathLike)) for d in data))
+    return (
+        isinstance(data, Sequence)
+        and not isinstance(data, bytes)
+        and len(data) > 0
+        and all(isinstance(d, (str, os.PathLike)) for d in data)
+    )
 
 
 def path_samples(data: str | os.PathLike | Sequence[str | os.PathLike], split: str) -> list[Sample]:
