@@ -22,9 +22,19 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError("the Ray engine needs Ray: pip install 'indad[ray]'") from exc
 
 from ..data import train_paths
-from ..files import atomic_output
-from ..inference.folder import (CSV_COLUMNS, FolderPrediction, collect_images, open_scorer, read_input,
-                                refuse_existing, report_error, score_inputs, write_csv)
+from ..errors import InputError
+from ..files import atomic_output, remove_partials
+from ..inference.folder import (
+    CSV_COLUMNS,
+    FolderPrediction,
+    collect_images,
+    open_scorer,
+    read_input,
+    refuse_existing,
+    report_error,
+    score_inputs,
+    write_csv,
+)
 from ..progress import Progress, progress_bar
 
 log = logging.getLogger(__name__)
@@ -58,9 +68,9 @@ class RayEngine:
     def __init__(self, address: str | None = None, workers: int | None = None, cpus_per_worker: float = 1,
                  gpus_per_worker: float = 0, threads: int | None = None, progress: Progress = True) -> None:
         if workers is not None and int(workers) < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
+            raise InputError(f"workers must be >= 1, got {workers}")
         if cpus_per_worker <= 0 or gpus_per_worker < 0:
-            raise ValueError(f"cpus_per_worker must be > 0 and gpus_per_worker >= 0, got {cpus_per_worker}, "
+            raise InputError(f"cpus_per_worker must be > 0 and gpus_per_worker >= 0, got {cpus_per_worker}, "
                              f"{gpus_per_worker}")
         self.address = address
         self.workers = None if workers is None else int(workers)
@@ -176,8 +186,7 @@ class RayEngine:
             if len(done) < len(rows):
                 missing = [str(files[i]) for i, row in enumerate(rows) if row is None]
                 raise RuntimeError(f"{len(missing)} images came back from Ray without a result, e.g. {missing[0]}")
-            for partial in tmp.rglob(".*.part"):  # a picture a killed worker was writing (written again since)
-                partial.unlink()
+            remove_partials(tmp)  # pictures killed workers were writing (written again since)
             write_csv(tmp, done)
         return FolderPrediction(done, sum(1 for r in done if r["error"]), out, scorer.thresholds)
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..data import Preprocess
-from ..errors import ModelFileError
+from ..errors import InputError, ModelFileError
 from ..files import atomic_output
 from ..thresholds import Thresholds
 from .model_file import HEADER_KEY, file_header
@@ -39,7 +39,7 @@ def _example(model: AnomalyModel, batch: int = 2) -> torch.Tensor:
 def export_model(model: AnomalyModel, path: str | os.PathLike, fmt: str = "onnx") -> Path:
     """Write a fitted model's pipeline as ONNX or TorchScript to ``path``, atomically."""
     if fmt not in FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        raise InputError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     model.require_fitted()
     module = model.build_module(exportable=True).eval()
     header = json.dumps(file_header(model.metadata()))

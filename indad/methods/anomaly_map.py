@@ -9,6 +9,8 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 from torch import nn
 
+from ..errors import InputError
+
 
 def upsample_matrix(n_in: int, n_out: int) -> np.ndarray:
     """``(n_out, n_in)`` weights of 1-D linear interpolation as torch's ``align_corners=False`` computes them."""
@@ -49,7 +51,7 @@ class AnomalyMapGenerator(nn.Module):
     def __init__(self, size: tuple[int, int], sigma: float = 4.0) -> None:
         super().__init__()
         if sigma < 0 or not math.isfinite(sigma):
-            raise ValueError(f"blur sigma must be >= 0, got {sigma}")
+            raise InputError(f"blur sigma must be >= 0, got {sigma}")
         self.size = tuple(size)
         self.sigma = float(sigma)
         self._operators: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}

@@ -30,7 +30,7 @@ from torch import nn
 from ..backbones import Backbone, backbone_normalization, check_backbone_name, resolve_device
 from ..data import Preprocess, make_loader, split_holdout
 from ..data.transforms import as_size
-from ..errors import NotCalibratedError, NotFittedError
+from ..errors import InputError, NotCalibratedError, NotFittedError
 from ..metrics import evaluate_predictions
 from ..progress import Progress, track
 from ..thresholds import Thresholds, f1_thresholds, good_quantile_thresholds, is_defective
@@ -158,9 +158,9 @@ class AnomalyModel(ABC):
 
     def __post_init__(self) -> None:
         if int(self.batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise InputError(f"batch_size must be >= 1, got {self.batch_size}")
         if float(self.blur_sigma) < 0:
-            raise ValueError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
+            raise InputError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
         check_backbone_name(self.backbone_name)
         self.strides = self.stage_strides
         image_size, crop_size = as_size(self.image_size, "image_size"), as_size(self.crop_size, "crop_size")
@@ -240,7 +240,7 @@ class AnomalyModel(ABC):
         """
         if isinstance(data, torch.Tensor):
             if data.ndim != 4 or data.shape[1] != 3:
-                raise ValueError(f"a tensor input must be a normalised batch (B, 3, H, W), got {tuple(data.shape)}")
+                raise InputError(f"a tensor input must be a normalised batch (B, 3, H, W), got {tuple(data.shape)}")
             offset = 0
             for chunk in data.split(batch_size or self.batch_size):
                 n = chunk.shape[0]
@@ -369,7 +369,7 @@ class AnomalyModel(ABC):
         self.require_fitted()
         for batch in self.iter_batches(data, "test", desc, batch_size):
             if labelled_for and ("label" not in batch or bool((np.asarray(batch["label"]) < 0).any())):
-                raise ValueError(f"{labelled_for} needs labelled data: a dataset folder in MVTec AD layout")
+                raise InputError(f"{labelled_for} needs labelled data: a dataset folder in MVTec AD layout")
             yield (batch, *self.score_batch(batch["image"]))
 
     def score_batch(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

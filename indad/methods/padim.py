@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbones import Backbone
-from ..errors import NotFittedError
+from ..errors import InputError, ModelFileError, NotFittedError
 from .anomaly_map import AnomalyMapGenerator
 from .base import AnomalyModel, Batch, ModelState, Tensors
 
@@ -74,7 +74,7 @@ class GaussianAccumulator:
     def sums(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The running sums ``(P, d)`` and ``(P, d, d)``; an error when no image was added."""
         if self.sum is None or self.outer is None:
-            raise ValueError("PaDiM: no training images")
+            raise InputError("PaDiM: no training images")
         return self.sum, self.outer
 
     def merge(self, other: GaussianAccumulator) -> None:
@@ -87,7 +87,7 @@ class GaussianAccumulator:
     def mean_and_covariance(self, epsilon: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-position mean ``(P, d)`` and unbiased covariance plus ``epsilon * I`` ``(P, d, d)``."""
         if self.count < 2:
-            raise ValueError(f"PaDiM needs at least 2 training images, got {self.count}")
+            raise InputError(f"PaDiM needs at least 2 training images, got {self.count}")
         total, outer = self.sums()
         n = self.count
         mean = total / n
@@ -149,9 +149,9 @@ class PaDiM(AnomalyModel):
 
     def __post_init__(self) -> None:
         if int(self.d_reduced) < 0:
-            raise ValueError(f"d_reduced must be >= 0, got {self.d_reduced}")
+            raise InputError(f"d_reduced must be >= 0, got {self.d_reduced}")
         if not float(self.epsilon) > 0:
-            raise ValueError(f"epsilon must be > 0, got {self.epsilon}")
+            raise InputError(f"epsilon must be > 0, got {self.epsilon}")
         self.d_reduced = int(self.d_reduced)
         self.epsilon = float(self.epsilon)
         super().__post_init__()
@@ -164,7 +164,7 @@ class PaDiM(AnomalyModel):
         if self._channels is None:
             total = sum(self.backbone.channels)
             if self.d_reduced > total:
-                raise ValueError(f"d_reduced={self.d_reduced} exceeds the {total} channels of {self.backbone_name}")
+                raise InputError(f"d_reduced={self.d_reduced} exceeds the {total} channels of {self.backbone_name}")
             gen = torch.Generator().manual_seed(self.seed)
             keep = torch.randperm(total, generator=gen)[: self.d_reduced or total].sort().values
             self._channels = keep.to(self.device)
@@ -205,7 +205,7 @@ class PaDiM(AnomalyModel):
 
     def from_state(self, state: ModelState) -> None:
         if not torch.equal(state.tensors["channels"].cpu(), self.channels.cpu()):
-            raise ValueError("the stored channel choice differs from the one this seed and backbone give")
+            raise ModelFileError("the stored channel choice differs from the one this seed and backbone give")
         self.accumulator = GaussianAccumulator.from_sums(int(state.meta["count"]), state.tensors["sum"],
                                                          state.tensors["outer"])
 

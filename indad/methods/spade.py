@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..backbones import Backbone
-from ..errors import NotFittedError
+from ..errors import InputError, NotFittedError
 from ..memory import NearestNeighbors, TorchNearestNeighbors, blocked_knn, default_searcher
 from .anomaly_map import AnomalyMapGenerator
 from .base import AnomalyModel, Batch, ModelState, Tensors
@@ -157,13 +157,13 @@ class SPADE(AnomalyModel):
 
     def __post_init__(self) -> None:
         if int(self.k) < 1 or int(self.kappa) < 1:
-            raise ValueError(f"k and kappa must be >= 1, got k={self.k}, kappa={self.kappa}")
+            raise InputError(f"k and kappa must be >= 1, got k={self.k}, kappa={self.kappa}")
         self.k, self.kappa = int(self.k), int(self.kappa)
         self.aligned = bool(self.aligned)
         self.half_precision_gallery = bool(self.half_precision_gallery)
         super().__post_init__()
         if len(self.stage_strides) < 2:
-            raise ValueError(f"SPADE needs at least two strides (pyramid stages, then the pooled stage), got "
+            raise InputError(f"SPADE needs at least two strides (pyramid stages, then the pooled stage), got "
                              f"{list(self.stage_strides)}")
         self.pooled: torch.Tensor | None = None
         self.pyramids: list[torch.Tensor] = []
@@ -194,7 +194,7 @@ class SPADE(AnomalyModel):
             for acc, f in zip(pyramids, feats[:-1], strict=True):
                 acc.append(f.to(dtype))
         if not pooled:
-            raise ValueError("SPADE: no training images")
+            raise InputError("SPADE: no training images")
         return torch.cat(pooled), [torch.cat(p) for p in pyramids]
 
     @staticmethod
