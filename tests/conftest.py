@@ -44,6 +44,31 @@ def save_image(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
     return path
 
 
+def assert_pictures_show_the_map(out: Path, rel: Path, image_path: Path, amap: np.ndarray, preprocess,
+                                 thresholds) -> None:
+    """The pictures predict_folder wrote for one image (``out/KIND/rel``) show ``amap``, that image's anomaly map.
+
+    The heatmap colours the map brought back to the original size from 0 to twice the pixel threshold (jet), the
+    mask is the map at or above the pixel threshold, the overlay is the original image under the heatmap. ``amap``
+    may come from another run than the pictures (batch size, runtime): a step of the jet colour table (at most 5
+    levels) and 0.1% of the mask pixels (those on the threshold) may differ.
+    """
+    from indad.data import read_image
+    from indad.inference.visualize import heatmap_image, map_to_original
+
+    original = read_image(image_path)
+    full = map_to_original(amap, preprocess, original.size)
+    heat = np.asarray(heatmap_image(full, 2.0 * thresholds.pixel), dtype=int)
+    got = {kind: np.asarray(Image.open(out / kind / rel), dtype=int) for kind in ("heatmaps", "overlays", "masks")}
+    assert got["heatmaps"].shape == heat.shape and np.abs(got["heatmaps"] - heat).max() <= 5, rel
+    assert np.mean((got["masks"] == 255) != (full >= thresholds.pixel)) <= 1e-3, rel
+    assert set(np.unique(got["masks"]).tolist()) <= {0, 255}, rel
+    # Off the defect outlines (white): 0.55 x image + 0.45 x heatmap.
+    blend = 0.55 * np.asarray(original, dtype=float) + 0.45 * heat
+    off_outline = (got["overlays"] != 255).any(axis=-1)
+    assert np.abs(got["overlays"] - blend)[off_outline].max() <= 3, rel
+
+
 def make_layout(root: Path, n_train: int = 4, defects: dict[str, int] | None = None, masks: bool = True,
                 size: tuple[int, int] = (40, 48), seed: int = 0) -> Path:
     """A tiny MVTec-AD-layout dataset of random images (and square defect masks)."""
