@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from indad.data import AnomalyDataset, scan_test, scan_train
+from indad.data import AnomalyDataset, make_loader, scan_test, scan_train
+from indad.memory import coverage_radius
 from indad.models import SPADE, PaDiM, PatchCore
 from tests.conftest import make_layout
 
@@ -41,12 +42,22 @@ def test_patchcore_extends_its_bank(halves):
     root, first, second = halves
     model = PatchCore(image_size=64, f_coreset=0.1, progress=False).fit(first)
     old_bank = model.memory_bank.clone()
+    added_before, fitted_before = model.predict(second), model.predict(first)
+    with torch.inference_mode():
+        patches = model.embed(next(iter(make_loader(second, model.preprocess, "train", len(second))))["image"])
     model.add_normal(second)
     new_rows = round(0.1 * 4 * 64)  # 4 images of 8 x 8 patches
     assert model.memory_bank.shape[0] == old_bank.shape[0] + new_rows
     assert torch.equal(model.memory_bank[: old_bank.shape[0]], old_bank)
     # Every added image is now (nearly) in the bank: its patches' distances dropped.
-    assert np.all(np.isfinite(model.predict(second).scores))
+    added, fitted = model.predict(second), model.predict(first)
+    assert np.all(np.isfinite(added.scores))
+    assert coverage_radius(patches, model.memory_bank) < coverage_radius(patches, old_bank)
+    assert np.all(added.scores < added_before.scores), (added_before.scores, added.scores)
+    assert np.all(added.maps.mean(axis=(1, 2)) < added_before.maps.mean(axis=(1, 2)))
+    # ... down to the scores of the images fitted on (a larger bank never raises a distance).
+    assert added.scores.mean() < 1.05 * fitted.scores.mean(), (added.scores, fitted.scores)
+    assert np.all(fitted.scores <= fitted_before.scores + 1e-5)
 
 
 def test_add_normal_needs_a_fitted_model(halves):
