@@ -1,4 +1,5 @@
-# indad: make demo (PatchCore on MTD, prints the metrics table), make test (the whole test suite), make app (web app).
+# indad: make demo (PatchCore on MTD, prints the metrics table), make test (the test suite but the full-MTD runs),
+# make test-full (every test: CI), make app (web app).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,7 +9,7 @@ export INDAD_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),$(CURDIR
 # Torch's OpenMP threads sleep instead of spinning when idle: much faster on a shared machine.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test app bench install clean
+.PHONY: demo test test-full app bench install clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,9 +31,15 @@ bench: $(VENV)/.installed
 app: $(VENV)/.installed
 	$(VENV)/bin/indad app
 
-# Two workers: the full-MTD runs are long and each leaves a core partly idle (image decoding, metrics).
+# Two workers: the long tests (MTD, Ray, the browser) each leave a core partly idle (image decoding, metrics).
+# make test runs the MTD tests on a fixed subset of MTD and leaves out their full-MTD runs (-m slow, minutes each);
+# make test-full is make test with those too (.ci/run).
+TEST_SELECT ?= -m "not slow"
 test: $(VENV)/.installed
-	$(PY) -m pytest -ra -n 2 --dist worksteal
+	$(PY) -m pytest -ra -n 2 --dist worksteal $(TEST_SELECT)
+
+test-full:
+	$(MAKE) test TEST_SELECT=
 
 clean:
 	rm -rf $(VENV) .pytest_cache results

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from indad.methods import PatchCore
 from indad.progress import ProgressEvent, progress_bar, track
@@ -39,8 +40,13 @@ def test_fit_reports_every_stage_the_terminal_bars_show(tiny_root):
     for stage in stages:
         last = [e for e in events if e.stage == stage][-1]
         assert last.total and last.done == last.total
+    assert [e.done for e in events if e.stage == "patchcore: features"] == [0, 1, 2]  # 8 images, batches of 4
     assert model.hparams()["progress"] is True  # plain data in reports and model files
     events.clear()
     pred = model.predict(tiny_root)
-    assert events[-1].stage == "patchcore: predict" and events[-1].done == events[-1].total
+    assert events[-1].stage == "patchcore: predict" and events[-1].done == events[-1].total == 1  # 4 test images
     assert np.isfinite(pred.scores).all()
+    # Reporting progress changes nothing the model computes.
+    quiet = PatchCore(image_size=64, batch_size=4, f_coreset=0.25, progress=False).fit(tiny_root)
+    assert torch.equal(model.memory_bank, quiet.memory_bank)
+    np.testing.assert_array_equal(pred.scores, quiet.predict(tiny_root).scores)

@@ -11,6 +11,7 @@ from indad.config import ConfigError, build_model, builtin_configs, load_config
 from indad.data.transforms import as_size
 from indad.experiment import expand_datasets
 from indad.methods import METHODS
+from indad.metrics import image_auroc
 from tests.conftest import REPO, make_layout
 
 
@@ -30,6 +31,12 @@ def test_run_writes_results(tmp_path, datasets_root):
     assert {"torch", "timm", "faiss", "indad"} <= set(report["versions"])
     csv_lines = next(out.glob("*_scores.csv")).read_text().splitlines()
     assert csv_lines[0] == "dataset,path,defect,label,score" and len(csv_lines) == 11
+    # The per-image CSV holds the scores the report's metrics came from.
+    rows = [line.split(",") for line in csv_lines[1:]]
+    assert {r[0] for r in rows} == {"hazelnut_reduced"} and sum(r[3] == "1" for r in rows) == 8
+    assert all((r[2] == "good") == (r[3] == "0") for r in rows)
+    assert image_auroc([int(r[3]) for r in rows], [float(r[4]) for r in rows]) == pytest.approx(res["image_auroc"],
+                                                                                                 abs=1e-3)
 
 
 def test_seed_style_script(tmp_path):
@@ -44,6 +51,11 @@ def test_seed_style_script(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "parts" in proc.stdout and layout.is_dir()
     assert len(list((tmp_path / "res").glob("*.json"))) == 1
+    report = json.loads(next((tmp_path / "res").glob("*.json")).read_text())
+    assert report["method"] == "patchcore" and report["params"]["f_coreset"] == 0.5  # the config was used
+    assert report["params"]["image_size"] == [32, 32]
+    res = report["datasets"]["parts"]
+    assert res["n_images"] == 4 and res["n_pixel_images"] == 4  # 2 good, 2 scratch
 
 
 def _invoke(*args):

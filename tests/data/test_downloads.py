@@ -118,6 +118,12 @@ def test_mtd_download_through_zip(tmp_path, mtd, monkeypatch):
     monkeypatch.setattr(mtd_module, "differnet_train_list", lambda: names)
     ds = MTD(tmp_path / "data", progress=False)
     assert len(list((ds.path / "train" / "good").iterdir())) == 2
+    # The files are those of the shared copy, which was laid out the same way.
+    produced = sorted(p.relative_to(ds.path) for p in ds.path.rglob("*") if p.is_file())
+    assert len(produced) == 2 * 2 + 2 * 5 * 2  # train and good test images; 2 per defect type and their masks
+    for rel in produced:
+        if rel.parts[0] != "ground_truth":
+            assert (ds.path / rel).read_bytes() == (mtd / rel).read_bytes(), rel
     assert resolve_dataset("mtd", tmp_path / "data") == ds.path
 
 

@@ -90,6 +90,11 @@ def test_loader_accepts_many_input_forms(tmp_path):
              [Image.open(p) for p in paths], [np.asarray(Image.open(p)) for p in paths]]
     sizes = [sum(b["image"].shape[0] for b in make_loader(f, PRE, "train", 2)) for f in forms]
     assert sizes == [3, 3, 3, 1, 3, 3]
+    # Every form gives the same tensors: the same images, in order, preprocessed alike.
+    tensors = [torch.cat([b["image"] for b in make_loader(f, PRE, "train", 2)]) for f in forms]
+    for form, t in zip(forms, tensors, strict=True):
+        assert torch.equal(t, tensors[0][:1] if t.shape[0] == 1 else tensors[0]), form
+    assert not torch.equal(tensors[0][0], tensors[0][1])
     assert sum(b["image"].shape[0] for b in make_loader(root, PRE, "test", 2)) == 4
     with pytest.raises(DatasetLayoutError, match="empty list"):
         make_loader([], PRE, "train", 2)

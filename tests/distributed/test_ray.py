@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from indad.cli.main import cli
 from indad.inference import open_scorer, predict_folder
 from indad.methods import SPADE, PaDiM, PatchCore
+from tests.conftest import MTD_TEST_IMAGES, MTD_TRAIN_IMAGES, MTD_VARIANTS, mtd_folder
 
 pytestmark = pytest.mark.ray
 ray = pytest.importorskip("ray")
@@ -154,13 +155,20 @@ def test_local_runs_do_not_import_ray(tiny_root, tmp_path):
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.slow
-def test_mtd_two_level_coreset_and_scoring_on_ray(ray_cluster, mtd, tmp_path):
+# Lowest image ROC AUC of the two-level coreset at 128 px: full MTD 0.948 measured (one process 0.949), subset 0.849.
+RAY_AUROC_MIN = {"full": 0.94, "small": 0.80}
+
+
+@pytest.mark.parametrize("variant", MTD_VARIANTS)
+def test_mtd_two_level_coreset_and_scoring_on_ray(ray_cluster, request, variant, tmp_path):
     """MTD at 128 px: PatchCore fitted on Ray (two-level coreset) detects defects, and the test set's CSV from Ray
     equals the one-process CSV. (Against the one-process coreset at 256 px: benchmarks/ray_bench.py.)"""
+    mtd = mtd_folder(request, variant)
     two = PatchCore(image_size=128, progress=False).fit(mtd, engine=RayEngine(ray_cluster, progress=False))
-    assert two.memory_bank.shape[0] == round(0.01 * 761 * 16 * 16)
-    assert two.evaluate(mtd)["image_auroc"] >= 0.94  # 0.948 measured; one process 0.949
+    assert two.memory_bank.shape[0] == round(0.01 * MTD_TRAIN_IMAGES[variant] * 16 * 16)
+    auroc = two.evaluate(mtd)["image_auroc"]
+    print({"image_auroc": round(auroc, 4)})
+    assert auroc >= RAY_AUROC_MIN[variant]
     model_path = tmp_path / "two_level.indad"
     two.save(model_path)
     local = _local_csv(model_path, [mtd / "test"], tmp_path / "local", batch_size=16)
@@ -168,4 +176,4 @@ def test_mtd_two_level_coreset_and_scoring_on_ray(ray_cluster, mtd, tmp_path):
                                       "--engine", "ray", "--address", ray_cluster, "--quiet"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "ray" / "predictions.csv").read_text() == local
-    assert len(local.splitlines()) == 1 + 583
+    assert len(local.splitlines()) == 1 + MTD_TEST_IMAGES[variant]

@@ -132,6 +132,7 @@ def test_sampler_fraction_and_seed():
     a, b = s.select(x), s.select(x)
     assert a.shape == (100,) and torch.equal(a, b) and a.unique().numel() == 100
     assert GreedyCoresetSampler(1.0).select(x).shape == (1000,)
+    assert GreedyCoresetSampler(1.0).select(x).tolist() == list(range(1000))  # every point, in order
     with pytest.raises(ValueError, match="fraction"):
         GreedyCoresetSampler(0.0)
 
@@ -143,6 +144,7 @@ def test_random_projection_is_seeded_and_roughly_isometric():
     ratio = torch.pdist(p1) / torch.pdist(x)
     assert 0.7 < float(ratio.min()) and float(ratio.max()) < 1.3
     assert random_projection(x[:, :64], 128).shape[1] == 64  # already small enough: unchanged
+    assert torch.equal(random_projection(x[:, :64], 128), x[:, :64])
 
 
 def test_continuing_from_existing_centres_matches_the_slow_version():

@@ -16,9 +16,12 @@ def test_faiss_and_torch_match_brute_force():
 
 
 def test_k_larger_than_the_bank_is_clipped():
-    bank = torch.randn(2, 4)
-    d, i = FaissNearestNeighbors().fit(bank).search(torch.randn(5, 4), 3)
+    gen = torch.Generator().manual_seed(2)
+    bank, queries = torch.randn(2, 4, generator=gen), torch.randn(5, 4, generator=gen)
+    d, i = FaissNearestNeighbors().fit(bank).search(queries, 3)
     assert d.shape == (5, 2) and i.shape == (5, 2)
+    ref_d, ref_i = torch.cdist(queries, bank).sort(dim=1)  # both bank points, nearest first
+    assert torch.equal(i, ref_i) and torch.allclose(d, ref_d, atol=1e-5)
 
 
 @pytest.mark.parametrize("k,block", [(1, (7, 13)), (4, (7, 13)), (4, (None, 1024)), (20, (5, 3))])

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from indad.data import read_image
 from indad.memory import FaissNearestNeighbors
 from indad.methods import NotFittedError
 from indad.methods.patchcore import patch_embedding, reweighting_weights
@@ -126,5 +127,10 @@ def test_tensor_input_and_unlabelled_evaluate(fitted):
     x = torch.zeros(3, 3, 64, 64)
     pred = model.predict(x, batch_size=2)
     assert pred.paths == ["<tensor 0>", "<tensor 1>", "<tensor 2>"] and pred.maps.shape == (3, 64, 64)
+    assert np.allclose(pred.scores, pred.scores[0])  # three equal images, equal scores, across batches
+    # A tensor of normalised images scores as the files they came from.
+    paths = sorted((root / "test" / "good").iterdir())
+    images = torch.stack([model.preprocess.image(read_image(p)) for p in paths])
+    np.testing.assert_allclose(model.predict(images).scores, model.predict(paths).scores, rtol=1e-5)
     with pytest.raises(ValueError, match="labelled data"):
         model.evaluate(root / "test" / "good")

@@ -88,6 +88,11 @@ def test_k_larger_than_the_training_set_is_clipped(fitted):
     model, root = fitted
     big = SPADE(image_size=64, k=50, batch_size=4, progress=False).fit(root)
     assert big.module.k == 6 and np.all(np.isfinite(big.predict(root).scores))
+    every = SPADE(image_size=64, k=6, batch_size=4, progress=False).fit(root)  # k = all 6 training images
+    a, b = big.predict(root), every.predict(root)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    np.testing.assert_array_equal(a.maps, b.maps)
+    assert not np.allclose(a.scores, model.predict(root).scores)  # k = 3 averages fewer neighbours
 
 
 def test_parameters_are_checked():
