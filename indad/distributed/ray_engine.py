@@ -155,7 +155,7 @@ class RayEngine:
         out = refuse_existing(out, overwrite)
         scorer = open_scorer(model_path, runtime, "cpu")  # a bad model file fails here, before any worker starts
         files, base = collect_images(inputs, exclude=out)
-        absolute = [str(p.resolve()) for p in files]
+        absolute = [os.path.abspath(p) for p in files]  # as given: output names keep linked folders
         rows: list[dict | None] = [None] * len(files)
         with self.session(), atomic_output(out) as tmp:
             tmp.mkdir(parents=True)

@@ -85,9 +85,19 @@ def collect_images(inputs: Sequence[str | os.PathLike], exclude: Path | None = N
     if not files:
         raise DatasetLayoutError(f"no images in {', '.join(str(i) for i in inputs)}")
     seen: set[Path] = set()
-    unique = [f for f in files if not (f.resolve() in seen or seen.add(f.resolve()))]
-    roots = [Path(i).resolve() if Path(i).is_dir() else Path(i).resolve().parent for i in inputs]
+    unique = []
+    for f in files:  # a file named twice (or through two links) is scored once
+        if f.resolve() not in seen:
+            seen.add(f.resolve())
+            unique.append(f)
+    # Output names follow the paths as given (links not resolved): a linked image keeps its folder.
+    roots = [_absolute(i) if Path(i).is_dir() else _absolute(i).parent for i in inputs]
     return unique, Path(os.path.commonpath([str(r) for r in roots]))
+
+
+def _absolute(path: str | os.PathLike) -> Path:
+    """``path`` made absolute without resolving links."""
+    return Path(os.path.abspath(path))
 
 
 def refuse_existing(out: str | os.PathLike, overwrite: bool) -> Path:
@@ -198,8 +208,8 @@ def output_name(rel: Path) -> Path:
 
 
 def _relative(path: Path, base: Path) -> Path:
-    resolved = path.resolve()
-    return resolved.relative_to(base) if base in resolved.parents else Path(resolved.name)
+    absolute = _absolute(path)
+    return absolute.relative_to(base) if base in absolute.parents else Path(absolute.name)
 
 
 def _row(path: Path, score: float | None, thresholds: Thresholds | None, error: str) -> dict:

@@ -107,8 +107,6 @@ def test_cli_fit_predict_calibrate_update_export(tiny_root, inputs, tmp_path):
     assert r.exit_code == 1 and "no such model file" in r.output
 
 
-@pytest.mark.xfail(strict=True, reason="predict_folder names the pictures after the resolved input path: a symlinked "
-                   "input loses its folder, so same-named links in two folders write the same pictures")
 def test_symlinked_inputs_keep_their_folder_in_output_names(tiny_model, tmp_path):
     rng = np.random.default_rng(1)
     store = tmp_path / "store"

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from indad.data import AnomalyDataset, make_loader, scan_test, scan_train
-from indad.memory import coverage_radius
 from indad.models import SPADE, PaDiM, PatchCore
 from tests.conftest import MTD_VARIANTS, make_layout, mtd_folder
+from tests.memory.reference import coverage_radius
 
 
 @pytest.fixture(scope="module")
