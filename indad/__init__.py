@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 __all__ = ["__version__", "load"]
 
 
-def load(path: str | os.PathLike, device: str = "auto", weights: str | os.PathLike | None = None,
-         progress: bool = False) -> AnomalyModel:
+def load(
+    path: str | os.PathLike, device: str = "auto", weights: str | os.PathLike | None = None, progress: bool = False
+) -> AnomalyModel:
     """A fitted model saved with ``model.save(path)``; see :func:`indad.methods.load_model`.
 
     Importing :mod:`indad` stays light: the methods (and torch) load on the first call.

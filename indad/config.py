@@ -81,8 +81,7 @@ def check_params(method: str, params: dict[str, Any], where: str = "parameters")
     unknown = [k for k in params if k not in defaults]
     if unknown:
         raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(map(repr, unknown))} for {method}; "
-            f"valid keys: {', '.join(defaults)}"
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))} for {method}; valid keys: {', '.join(defaults)}"
         )
     for key, value in params.items():
         default = defaults[key]
@@ -131,8 +130,7 @@ def build_model(method: str, params: dict[str, Any], where: str = "parameters") 
 
 _FREE_FORM = {"image_size", "crop_size", "strides", "weights", "progress"}  # progress: also a callback
 _KINDS = {bool: "bool", int: "int", float: "number", str: "text", tuple: "list", list: "list"}
-_KIND_NAMES = {"bool": "true or false", "int": "an integer", "number": "a number", "text": "a string",
-               "list": "a list"}
+_KIND_NAMES = {"bool": "true or false", "int": "an integer", "number": "a number", "text": "a string", "list": "a list"}
 
 
 def _is_kind(value: Any, kind: str) -> bool:

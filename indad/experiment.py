@@ -8,8 +8,9 @@ import math
 import os
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .config import build_model
 from .data import MVTEC_CLASSES, resolve_dataset
@@ -72,9 +73,12 @@ def run_experiment(
         model.fit(folder)
         result = model.evaluate(folder)
         per_image[name] = {k: result.pop(k) for k in ("scores", "labels", "defects", "paths")}
-        result["timings"] = {**model.timings, "predict_s": result.pop("predict_s"),
-                             "predict_ms_per_image": result.pop("predict_ms_per_image"),
-                             "total_s": time.perf_counter() - start}
+        result["timings"] = {
+            **model.timings,
+            "predict_s": result.pop("predict_s"),
+            "predict_ms_per_image": result.pop("predict_ms_per_image"),
+            "total_s": time.perf_counter() - start,
+        }
         result["peak_rss_mb"] = peak_rss_mb()
         result["path"] = str(folder)
         report["datasets"][name] = result
@@ -85,8 +89,13 @@ def run_experiment(
     report["params"] = model.hparams()
     report["preprocess"] = model.preprocess.to_dict()
     bb = model.backbone
-    report["backbone"] = {"name": bb.name, "weights_source": bb.weights_source, "fingerprint": bb.fingerprint,
-                          "strides": list(bb.strides), "channels": list(bb.channels)}
+    report["backbone"] = {
+        "name": bb.name,
+        "weights_source": bb.weights_source,
+        "fingerprint": bb.fingerprint,
+        "strides": list(bb.strides),
+        "channels": list(bb.channels),
+    }
     report["device"] = str(model.device)
     report["versions"] = library_versions()
     label = names[0] if len(names) == 1 else ("mvtec_all" if names == list(MVTEC_CLASSES) else f"{len(names)}sets")

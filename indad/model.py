@@ -1,4 +1,4 @@
 """Alias of :mod:`indad.models` (the seed's README spells it ``from indad.model import ...``)."""
 
-from .models import *  # noqa: F401,F403
+from .models import *  # noqa: F403
 from .models import __all__  # noqa: F401

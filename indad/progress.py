@@ -11,8 +11,9 @@ downloads) reports through :func:`track` or :func:`progress_bar`; what
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, TypeVar, Union
+from typing import TypeVar
 
 from tqdm.auto import tqdm
 
@@ -46,7 +47,7 @@ class ProgressEvent:
 
 
 ProgressCallback = Callable[[ProgressEvent], None]
-Progress = Union[bool, ProgressCallback]
+Progress = bool | ProgressCallback
 
 
 class _CallbackBar:
@@ -63,7 +64,7 @@ class _CallbackBar:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "_CallbackBar":
+    def __enter__(self) -> _CallbackBar:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -77,8 +78,9 @@ def progress_bar(stage: str, total: int | None, progress: Progress = True, **tqd
     return tqdm(total=total, desc=stage, disable=not progress, leave=False, **tqdm_options)
 
 
-def track(iterable: Iterable[T], stage: str, total: int | None = None, progress: Progress = True,
-          **tqdm_options) -> Iterator[T]:
+def track(
+    iterable: Iterable[T], stage: str, total: int | None = None, progress: Progress = True, **tqdm_options
+) -> Iterator[T]:
     """The items of ``iterable``, reporting each one done to ``progress``."""
     if total is None and hasattr(iterable, "__len__"):
         total = len(iterable)  # type: ignore[arg-type]

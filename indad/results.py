@@ -11,8 +11,12 @@ from typing import Any
 
 from .files import csv_text, write_atomic
 
-METRIC_COLUMNS = (("image_auroc", "image ROC AUC"), ("pixel_auroc", "pixel ROC AUC"), ("aupro", "AUPRO@30%"),
-                  ("f1_max", "image F1-max"))
+METRIC_COLUMNS = (
+    ("image_auroc", "image ROC AUC"),
+    ("pixel_auroc", "pixel ROC AUC"),
+    ("aupro", "AUPRO@30%"),
+    ("f1_max", "image F1-max"),
+)
 TIMING_COLUMNS = (("fit_s", "fit s"), ("predict_ms_per_image", "predict ms/img"))
 SCORES_COLUMNS = ("dataset", "path", "defect", "label", "score")
 
@@ -29,9 +33,17 @@ def library_versions() -> dict[str, str]:
 
     from . import __version__
 
-    return {"indad": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "timm": timm.__version__, "faiss": faiss.__version__, "numpy": numpy.__version__,
-            "scikit-learn": sklearn.__version__, "scipy": scipy.__version__, "pillow": PIL.__version__}
+    return {
+        "indad": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "faiss": faiss.__version__,
+        "numpy": numpy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "scipy": scipy.__version__,
+        "pillow": PIL.__version__,
+    }
 
 
 def _clean(value: Any) -> Any:
@@ -59,8 +71,11 @@ def markdown_table(report: dict) -> str:
     if len(rows) > 1:
         rows.append(("**average**", report["average"]))
     for name, res in rows:
-        cells = [name, *(_fmt(res.get(k)) for k, _ in METRIC_COLUMNS),
-                 *(_fmt(res.get("timings", {}).get(k), 1) for k, _ in TIMING_COLUMNS)]
+        cells = [
+            name,
+            *(_fmt(res.get(k)) for k, _ in METRIC_COLUMNS),
+            *(_fmt(res.get("timings", {}).get(k), 1) for k, _ in TIMING_COLUMNS),
+        ]
         lines.append(f"| {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
@@ -88,10 +103,11 @@ def report_markdown(report: dict) -> str:
 
 def scores_csv(per_image: dict[str, dict]) -> str:
     """Per-image scores of every dataset as CSV text."""
-    rows = [{"dataset": name, "path": path, "defect": defect, "label": label, "score": f"{score:.6g}"}
-            for name, res in per_image.items()
-            for path, defect, label, score in zip(res["paths"], res["defects"], res["labels"], res["scores"],
-                                                  strict=True)]
+    rows = [
+        {"dataset": name, "path": path, "defect": defect, "label": label, "score": f"{score:.6g}"}
+        for name, res in per_image.items()
+        for path, defect, label, score in zip(res["paths"], res["defects"], res["labels"], res["scores"], strict=True)
+    ]
     return csv_text(rows, SCORES_COLUMNS)
 
 

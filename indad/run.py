@@ -12,7 +12,7 @@ if __package__ in (None, ""):
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
     sys.path.insert(0, str(_here.parent))
 
-from indad.cli.main import run_command  # noqa: E402
+from indad.cli.main import run_command
 
 if __name__ == "__main__":
     run_command.main(args=sys.argv[1:], prog_name="python indad/run.py")

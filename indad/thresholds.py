@@ -61,10 +61,15 @@ class Thresholds:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "Thresholds":
+    def from_dict(cls, values: dict) -> Thresholds:
         """The inverse of :meth:`to_dict`."""
-        return cls(float(values["image"]), float(values["pixel"]), str(values["rule"]),
-                   None if values.get("quantile") is None else float(values["quantile"]), int(values["n_images"]))
+        return cls(
+            float(values["image"]),
+            float(values["pixel"]),
+            str(values["rule"]),
+            None if values.get("quantile") is None else float(values["quantile"]),
+            int(values["n_images"]),
+        )
 
 
 def good_quantile_thresholds(scores: np.ndarray, maps: np.ndarray, quantile: float = 0.99) -> Thresholds:
@@ -90,12 +95,18 @@ def good_quantile_thresholds(scores: np.ndarray, maps: np.ndarray, quantile: flo
     if scores.size == 0:
         raise InputError("calibration needs at least one good image")
     peaks = np.asarray(maps, dtype=np.float64).reshape(scores.size, -1).max(axis=1)
-    return Thresholds(float(np.quantile(scores, quantile)), float(np.quantile(peaks, quantile)), "good_quantile",
-                      float(quantile), int(scores.size))
+    return Thresholds(
+        float(np.quantile(scores, quantile)),
+        float(np.quantile(peaks, quantile)),
+        "good_quantile",
+        float(quantile),
+        int(scores.size),
+    )
 
 
-def f1_thresholds(labels: np.ndarray, scores: np.ndarray, masks: np.ndarray | None,
-                  maps: np.ndarray | None) -> Thresholds:
+def f1_thresholds(
+    labels: np.ndarray, scores: np.ndarray, masks: np.ndarray | None, maps: np.ndarray | None
+) -> Thresholds:
     """F1-optimal image threshold and, with masks, F1-optimal pixel threshold over all pixels.
 
     Without masks the pixel threshold is the image threshold.

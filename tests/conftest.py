@@ -57,6 +57,7 @@ def subset_layout(source: Path, dest: Path, n_train: int, n_good: int, n_per_def
     Copied, not linked: indad names its output pictures after the resolved input path (see
     tests/inference/test_folder.py::test_symlinked_inputs_keep_their_folder_in_output_names).
     """
+
     def copy(src: Path, rel: Path) -> None:
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest / rel)
@@ -79,8 +80,9 @@ def save_image(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
     return path
 
 
-def assert_pictures_show_the_map(out: Path, rel: Path, image_path: Path, amap: np.ndarray, preprocess,
-                                 thresholds) -> None:
+def assert_pictures_show_the_map(
+    out: Path, rel: Path, image_path: Path, amap: np.ndarray, preprocess, thresholds
+) -> None:
     """The pictures predict_folder wrote for one image (``out/KIND/rel``) show ``amap``, that image's anomaly map.
 
     The heatmap colours the map brought back to the original size from 0 to twice the pixel threshold (jet), the
@@ -104,8 +106,14 @@ def assert_pictures_show_the_map(out: Path, rel: Path, image_path: Path, amap: n
     assert np.abs(got["overlays"] - blend)[off_outline].max() <= 3, rel
 
 
-def make_layout(root: Path, n_train: int = 4, defects: dict[str, int] | None = None, masks: bool = True,
-                size: tuple[int, int] = (40, 48), seed: int = 0) -> Path:
+def make_layout(
+    root: Path,
+    n_train: int = 4,
+    defects: dict[str, int] | None = None,
+    masks: bool = True,
+    size: tuple[int, int] = (40, 48),
+    seed: int = 0,
+) -> Path:
     """A tiny MVTec-AD-layout dataset of random images (and square defect masks)."""
     rng = np.random.default_rng(seed)
     h, w = size
@@ -126,8 +134,13 @@ def make_layout(root: Path, n_train: int = 4, defects: dict[str, int] | None = N
 @pytest.fixture(scope="session")
 def mtd_small(mtd: Path, tmp_path_factory) -> Path:
     """A fixed subset of MTD (:data:`MTD_SMALL`) in a session folder named ``mtd``: ``--dataset mtd`` finds it too."""
-    return subset_layout(mtd, tmp_path_factory.mktemp("mtd_small") / "mtd", MTD_SMALL["train"], MTD_SMALL["good"],
-                         MTD_SMALL["per_defect"])
+    return subset_layout(
+        mtd,
+        tmp_path_factory.mktemp("mtd_small") / "mtd",
+        MTD_SMALL["train"],
+        MTD_SMALL["good"],
+        MTD_SMALL["per_defect"],
+    )
 
 
 # Each MTD test runs on the subset in `make test` and on the whole dataset in `make test-full` (marked slow):

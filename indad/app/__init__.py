@@ -16,15 +16,29 @@ SCRIPT = Path(__file__).with_name("streamlit_app.py")
 
 def app_command(port: int = 8501, headless: bool = False, address: str | None = None) -> list[str]:
     """The ``streamlit run`` command line that serves the app on ``port``."""
-    cmd = [sys.executable, "-m", "streamlit", "run", str(SCRIPT), "--server.port", str(int(port)),
-           "--server.headless", str(bool(headless)).lower(), "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(SCRIPT),
+        "--server.port",
+        str(int(port)),
+        "--server.headless",
+        str(bool(headless)).lower(),
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "minimal",
+    ]
     if address:
         cmd += ["--server.address", address]
     return cmd
 
 
-def serve(port: int = 8501, headless: bool = False, address: str | None = None,
-          data_root: str | os.PathLike | None = None) -> NoReturn:
+def serve(
+    port: int = 8501, headless: bool = False, address: str | None = None, data_root: str | os.PathLike | None = None
+) -> NoReturn:
     """Become the Streamlit server of the app (this process is replaced, so signals reach the server)."""
     env = dict(os.environ)
     if data_root is not None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import io
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -58,14 +59,32 @@ class ParamSpec:
 
 MAIN_PARAMS: dict[str, tuple[ParamSpec, ...]] = {
     "patchcore": (
-        ParamSpec("f_coreset", "Coreset fraction", 0.001, 1.0, 0.001,
-                  "Share of the training patches kept in the memory bank; more is slower and a little more accurate."),
-        ParamSpec("n_reweight", "Re-weighting neighbours", 0, 9, 1,
-                  "Neighbours of the re-weighting of the paper's image score; 0 turns it off."),
+        ParamSpec(
+            "f_coreset",
+            "Coreset fraction",
+            0.001,
+            1.0,
+            0.001,
+            "Share of the training patches kept in the memory bank; more is slower and a little more accurate.",
+        ),
+        ParamSpec(
+            "n_reweight",
+            "Re-weighting neighbours",
+            0,
+            9,
+            1,
+            "Neighbours of the re-weighting of the paper's image score; 0 turns it off.",
+        ),
     ),
     "padim": (
-        ParamSpec("d_reduced", "Channels kept", 10, 400, 10,
-                  "Random channels kept per position for the Gaussian; more is slower and uses more memory."),
+        ParamSpec(
+            "d_reduced",
+            "Channels kept",
+            10,
+            400,
+            10,
+            "Random channels kept per position for the Gaussian; more is slower and uses more memory.",
+        ),
     ),
     "spade": (
         ParamSpec("k", "Nearest images (k)", 1, 50, 1, "Training images the image score averages over."),
@@ -135,11 +154,13 @@ def _odd_ones(names: Sequence[str], values: Sequence[str], what: str, role: str)
     if len(counts) < 2:
         return None
     common, n_common = counts.most_common(1)[0]
-    odd = [f"{n} ({v})" for n, v in zip(names, values) if v != common]
+    odd = [f"{n} ({v})" for n, v in zip(names, values, strict=True) if v != common]
     shown = ", ".join(odd[:5]) + (f" and {len(odd) - 5} more" if len(odd) > 5 else "")
-    return (f"The {role} images mix {what}s: {n_common} are {common}, but {shown}. "
-            f"Every image is resized to the same size and read as RGB, so they can be scored, "
-            f"but images from another camera or setting often look anomalous.")
+    return (
+        f"The {role} images mix {what}s: {n_common} are {common}, but {shown}. "
+        f"Every image is resized to the same size and read as RGB, so they can be scored, "
+        f"but images from another camera or setting often look anomalous."
+    )
 
 
 def read_uploads(files: Sequence[tuple[str, bytes]], role: str, min_count: int = 0) -> UploadCheck:
@@ -163,8 +184,10 @@ def read_uploads(files: Sequence[tuple[str, bytes]], role: str, min_count: int =
         modes.append(im.mode)
         sizes.append(f"{im.width}x{im.height}")
     if len(check.images) < min_count:
-        check.errors.append(f"At least {min_count} good images are needed to learn what normal looks like; "
-                            f"{len(check.images)} readable {'was' if len(check.images) == 1 else 'were'} uploaded.")
+        check.errors.append(
+            f"At least {min_count} good images are needed to learn what normal looks like; "
+            f"{len(check.images)} readable {'was' if len(check.images) == 1 else 'were'} uploaded."
+        )
     for what, values in (("size", sizes), ("colour mode", modes)):
         message = _odd_ones(check.names, values, what, role)
         if message:
@@ -228,8 +251,9 @@ class RunResults:
         """Ground-truth mask of image ``i`` (``(H, W)`` bool), an empty one for good images, None if unknown."""
         if self.masks is None:
             return None
-        if self.masks[i] is not None:
-            return read_mask(self.masks[i])
+        mask_path = self.masks[i]
+        if mask_path is not None:
+            return read_mask(mask_path)
         if self.labels is not None and self.labels[i] == 0:
             im = self.original(i)
             return np.zeros((im.height, im.width), dtype=bool)
@@ -241,10 +265,16 @@ def results_from_evaluation(result: dict, folder: str | os.PathLike) -> RunResul
     masks = {str(s.path): s.mask_path for s in scan_test(folder)}
     paths = list(result["paths"])
     metrics = {k: v for k, v in result.items() if k not in ("scores", "labels", "defects", "paths", "maps")}
-    return RunResults(names=[f"{Path(p).parent.name}/{Path(p).name}" for p in paths],
-                      scores=np.asarray(result["scores"], dtype=np.float64), maps=result["maps"],
-                      sources=paths, labels=np.asarray(result["labels"]), defects=list(result["defects"]),
-                      masks=[masks.get(p) for p in paths], metrics=metrics)
+    return RunResults(
+        names=[f"{Path(p).parent.name}/{Path(p).name}" for p in paths],
+        scores=np.asarray(result["scores"], dtype=np.float64),
+        maps=result["maps"],
+        sources=paths,
+        labels=np.asarray(result["labels"]),
+        defects=list(result["defects"]),
+        masks=[masks.get(p) for p in paths],
+        metrics=metrics,
+    )
 
 
 def _finite(value: Any) -> bool:
@@ -253,15 +283,25 @@ def _finite(value: Any) -> bool:
 
 def metrics_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     """The metrics as table rows ``{"metric", "value"}``, overall first, then per defect type."""
-    names = {"image_auroc": "Image ROC AUC", "pixel_auroc": "Pixel ROC AUC", "aupro": "AUPRO (FPR <= 0.3)",
-             "f1_max": "Best image F1", "f1_threshold": "Threshold of the best F1"}
-    rows = [{"metric": label, "value": f"{metrics[key]:.4g}"} for key, label in names.items()
-            if _finite(metrics.get(key))]
+    names = {
+        "image_auroc": "Image ROC AUC",
+        "pixel_auroc": "Pixel ROC AUC",
+        "aupro": "AUPRO (FPR <= 0.3)",
+        "f1_max": "Best image F1",
+        "f1_threshold": "Threshold of the best F1",
+    }
+    rows = [
+        {"metric": label, "value": f"{metrics[key]:.4g}"} for key, label in names.items() if _finite(metrics.get(key))
+    ]
     for defect, value in sorted((metrics.get("image_auroc_per_defect") or {}).items()):
         if _finite(value):
             rows.append({"metric": f"Image ROC AUC, good vs {defect}", "value": f"{value:.4g}"})
-    rows.append({"metric": "Test images (defective)",
-                 "value": f"{metrics.get('n_images', 0)} ({metrics.get('n_defective', 0)})"})
+    rows.append(
+        {
+            "metric": "Test images (defective)",
+            "value": f"{metrics.get('n_images', 0)} ({metrics.get('n_defective', 0)})",
+        }
+    )
     return rows
 
 
@@ -278,11 +318,15 @@ class Decisions:
 
     @property
     def precision(self) -> float | None:
-        return None if self.tp is None or self.tp + self.fp == 0 else self.tp / (self.tp + self.fp)
+        if self.tp is None or self.fp is None or self.tp + self.fp == 0:
+            return None
+        return self.tp / (self.tp + self.fp)
 
     @property
     def recall(self) -> float | None:
-        return None if self.tp is None or self.tp + self.fn == 0 else self.tp / (self.tp + self.fn)
+        if self.tp is None or self.fn is None or self.tp + self.fn == 0:
+            return None
+        return self.tp / (self.tp + self.fn)
 
 
 def decisions(scores: np.ndarray, threshold: float, labels: np.ndarray | None = None) -> Decisions:
@@ -291,8 +335,14 @@ def decisions(scores: np.ndarray, threshold: float, labels: np.ndarray | None = 
     if labels is None:
         return Decisions(int(flagged.sum()), int(flagged.size))
     bad = np.asarray(labels) == 1
-    return Decisions(int(flagged.sum()), int(flagged.size), int((flagged & bad).sum()), int((flagged & ~bad).sum()),
-                     int((~flagged & bad).sum()), int((~flagged & ~bad).sum()))
+    return Decisions(
+        int(flagged.sum()),
+        int(flagged.size),
+        int((flagged & bad).sum()),
+        int((flagged & ~bad).sum()),
+        int((~flagged & bad).sum()),
+        int((~flagged & ~bad).sum()),
+    )
 
 
 def default_threshold(results: RunResults, thresholds: Thresholds | None) -> float:
@@ -308,8 +358,10 @@ def threshold_origin(thresholds: Thresholds | None, metrics: dict[str, Any] | No
     """A line saying where the threshold slider starts and what the best-F1 threshold on the test images is."""
     if thresholds is not None:
         quantile = f"the {thresholds.quantile:g} quantile of " if thresholds.quantile is not None else ""
-        line = (f"It starts at {thresholds.image:.4f}: {quantile}the scores of {thresholds.n_images} good images "
-                f"held out from training (rule {thresholds.rule}).")
+        line = (
+            f"It starts at {thresholds.image:.4f}: {quantile}the scores of {thresholds.n_images} good images "
+            f"held out from training (rule {thresholds.rule})."
+        )
     elif metrics and _finite(metrics.get("f1_threshold")):
         line = "It starts at the threshold of the best F1 on these test images."
     else:
@@ -333,8 +385,10 @@ def histogram_rows(results: RunResults, bins: int = 30) -> list[dict[str, Any]]:
         if not sel.any():
             continue
         counts, _ = np.histogram(scores[sel], bins=edges)
-        rows += [{"score": float(lo), "score_end": float(hi), "images": int(c), "kind": kind}
-                 for lo, hi, c in zip(edges[:-1], edges[1:], counts)]
+        rows += [
+            {"score": float(lo), "score_end": float(hi), "images": int(c), "kind": kind}
+            for lo, hi, c in zip(edges[:-1], edges[1:], counts, strict=True)
+        ]
     return rows
 
 
@@ -345,8 +399,11 @@ def gallery_order(results: RunResults, defects: Sequence[str] | None = None, sor
     """Indices of the images to show: of the chosen defect types (all when None), in ``sort`` order."""
     if sort not in SORTS:
         raise ValueError(f"unknown sort {sort!r}; choose one of {', '.join(SORTS)}")
-    keep = [i for i in range(len(results.names))
-            if defects is None or results.defects is None or results.defects[i] in defects]
+    keep = [
+        i
+        for i in range(len(results.names))
+        if defects is None or results.defects is None or results.defects[i] in defects
+    ]
     if sort == "name":
         return sorted(keep, key=lambda i: results.names[i])
     return sorted(keep, key=lambda i: results.scores[i], reverse=sort == SORTS[0])
@@ -368,8 +425,9 @@ class GalleryPictures:
     mask: Image.Image | None
 
 
-def gallery_pictures(results: RunResults, i: int, preprocess, colour_range: tuple[float, float],
-                     pixel_threshold: float | None = None) -> GalleryPictures:
+def gallery_pictures(
+    results: RunResults, i: int, preprocess, colour_range: tuple[float, float], pixel_threshold: float | None = None
+) -> GalleryPictures:
     """Image ``i``, its anomaly map coloured over ``colour_range``, the overlay and the ground-truth mask.
 
     With ``pixel_threshold`` the overlay outlines the pixels at or above it.
@@ -380,8 +438,9 @@ def gallery_pictures(results: RunResults, i: int, preprocess, colour_range: tupl
     heat = heatmap_image(np.clip(amap - lo, 0.0, None), hi - lo)
     outline = None if pixel_threshold is None else is_defective(amap, pixel_threshold)
     truth = results.mask(i)
-    return GalleryPictures(original, heat, overlay_image(original, heat, outline),
-                           None if truth is None else mask_image(truth))
+    return GalleryPictures(
+        original, heat, overlay_image(original, heat, outline), None if truth is None else mask_image(truth)
+    )
 
 
 def model_file_bytes(model, thresholds: Thresholds | None) -> bytes:

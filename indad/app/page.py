@@ -61,8 +61,12 @@ def sidebar() -> Settings:
     dataset, mvtec_class, good_files, test_files = None, None, [], []
     root = str(data_root())
     if source != SOURCES[2]:
-        root = sb.text_input("Data root", value=root, key="data_root",
-                             help="Folder holding datasets in MVTec AD layout (NAME/train/good, NAME/test/...).")
+        root = sb.text_input(
+            "Data root",
+            value=root,
+            key="data_root",
+            help="Folder holding datasets in MVTec AD layout (NAME/train/good, NAME/test/...).",
+        )
     if source == SOURCES[0]:
         found = logic.find_datasets(root)
         if not found:
@@ -72,16 +76,28 @@ def sidebar() -> Settings:
         if choice is not None:
             sb.caption(choice.summary)
     elif source == SOURCES[1]:
-        mvtec_class = sb.selectbox("MVTec AD class", MVTEC_CLASSES, key="mvtec_class",
-                                   help="Downloaded into the data root the first time (needs internet).")
+        mvtec_class = sb.selectbox(
+            "MVTec AD class",
+            MVTEC_CLASSES,
+            key="mvtec_class",
+            help="Downloaded into the data root the first time (needs internet).",
+        )
     else:
-        good_files = sb.file_uploader(f"Good images (at least {logic.MIN_GOOD_IMAGES})", accept_multiple_files=True,
-                                      key="good_files") or []
+        good_files = (
+            sb.file_uploader(
+                f"Good images (at least {logic.MIN_GOOD_IMAGES})", accept_multiple_files=True, key="good_files"
+            )
+            or []
+        )
         test_files = sb.file_uploader("Test images (optional)", accept_multiple_files=True, key="test_files") or []
     sb.header("2. Method")
     method = sb.selectbox("Method", list(METHODS), format_func=METHOD_NAMES.get, key="method")
-    backbone = sb.selectbox("Backbone", logic.backbone_choices(), key="backbone",
-                            help="The EfficientNet-Lite weights come with indad; the others are downloaded.")
+    backbone = sb.selectbox(
+        "Backbone",
+        logic.backbone_choices(),
+        key="backbone",
+        help="The EfficientNet-Lite weights come with indad; the others are downloaded.",
+    )
     defaults = logic.default_params(method)
     params = {"backbone_name": logic.backbone_name(backbone)}
     for spec in logic.param_specs(method):
@@ -89,9 +105,15 @@ def sidebar() -> Settings:
         is_int = isinstance(default, int)
         cast = int if is_int else float
         params[spec.name] = sb.number_input(
-            spec.label, min_value=cast(spec.low), max_value=cast(spec.high), value=cast(default),
-            step=cast(spec.step), help=spec.help, key=f"{method}_{spec.name}",
-            format=None if is_int else "%.3f" if spec.step < 0.01 else "%.2f")
+            spec.label,
+            min_value=cast(spec.low),
+            max_value=cast(spec.high),
+            value=cast(default),
+            step=cast(spec.step),
+            help=spec.help,
+            key=f"{method}_{spec.name}",
+            format=None if is_int else "%.3f" if spec.step < 0.01 else "%.2f",
+        )
     start = sb.button("Start", type="primary", key="start", width="stretch")
     return Settings(source, dataset, mvtec_class, root, good_files, test_files, method, params, start)
 
@@ -153,8 +175,7 @@ def train(settings: Settings) -> Run | None:
     model.progress = False  # the bar belongs to this page run
     run_id = st.session_state.get("run_counter", 0) + 1
     st.session_state["run_counter"] = run_id
-    return Run(run_id, f"{METHOD_NAMES[settings.method]} on {title}", model, results,
-               time.perf_counter() - start)
+    return Run(run_id, f"{METHOD_NAMES[settings.method]} on {title}", model, results, time.perf_counter() - start)
 
 
 # ----------------------------------------------------------------- results
@@ -165,12 +186,21 @@ def _histogram(results: logic.RunResults, threshold: float):
     rows = logic.histogram_rows(results)
     colours = {"good": "#2ca02c", "defective": "#d62728", "unlabelled": "#1f77b4"}
     kinds = [k for k in colours if any(r["kind"] == k for r in rows)]
-    bars = alt.Chart(pd.DataFrame(rows)).mark_bar(opacity=0.7).encode(
-        x=alt.X("score:Q", title="image score", bin="binned"), x2="score_end:Q",
-        y=alt.Y("images:Q", title="images", stack=None, axis=alt.Axis(tickMinStep=1, format="d")),
-        color=alt.Color("kind:N", title="", scale=alt.Scale(domain=kinds, range=[colours[k] for k in kinds])))
-    rule = alt.Chart(pd.DataFrame({"threshold": [threshold]})).mark_rule(color="black", strokeDash=[4, 3]).encode(
-        x="threshold:Q")
+    bars = (
+        alt.Chart(pd.DataFrame(rows))
+        .mark_bar(opacity=0.7)
+        .encode(
+            x=alt.X("score:Q", title="image score", bin="binned"),
+            x2="score_end:Q",
+            y=alt.Y("images:Q", title="images", stack=None, axis=alt.Axis(tickMinStep=1, format="d")),
+            color=alt.Color("kind:N", title="", scale=alt.Scale(domain=kinds, range=[colours[k] for k in kinds])),
+        )
+    )
+    rule = (
+        alt.Chart(pd.DataFrame({"threshold": [threshold]}))
+        .mark_rule(color="black", strokeDash=[4, 3])
+        .encode(x="threshold:Q")
+    )
     return (bars + rule).properties(height=220)
 
 
@@ -196,9 +226,15 @@ def decisions_section(run: Run) -> float:
     start = logic.default_threshold(results, run.model.thresholds)
     lo, hi = min(lo, start), max(hi, start)
     margin = max(hi - lo, 1e-6) * 0.05
-    threshold = st.slider("Image threshold: a score at or above it is called defective",
-                          min_value=lo - margin, max_value=hi + margin, value=start,
-                          step=(hi - lo + 2 * margin) / 500, format="%.4f", key=f"threshold_{run.id}")
+    threshold = st.slider(
+        "Image threshold: a score at or above it is called defective",
+        min_value=lo - margin,
+        max_value=hi + margin,
+        value=start,
+        step=(hi - lo + 2 * margin) / 500,
+        format="%.4f",
+        key=f"threshold_{run.id}",
+    )
     st.caption(logic.threshold_origin(run.model.thresholds, results.metrics))
     counts = logic.decisions(results.scores, threshold, results.labels)
     cols = st.columns(4)
@@ -224,8 +260,14 @@ def gallery_section(run: Run, threshold: float) -> None:
     manual = cols[2].toggle("Set the colour range by hand", key="manual_colours")
     colour_range = auto
     if manual:
-        colour_range = cols[2].slider("Anomaly map colour range", min_value=auto[0], max_value=auto[1],
-                                      value=auto, format="%.3f", key=f"colours_{run.id}")
+        colour_range = cols[2].slider(
+            "Anomaly map colour range",
+            min_value=auto[0],
+            max_value=auto[1],
+            value=auto,
+            format="%.3f",
+            key=f"colours_{run.id}",
+        )
         if colour_range[1] <= colour_range[0]:
             colour_range = (colour_range[0], colour_range[0] + 1e-6)
     order = logic.gallery_order(results, defects, sort)
@@ -235,10 +277,11 @@ def gallery_section(run: Run, threshold: float) -> None:
     pages = (len(order) + PER_PAGE - 1) // PER_PAGE
     page = 1
     if pages > 1:
-        page = st.columns(4)[0].number_input(f"Page (of {pages}, {len(order)} images)", 1, pages, 1,
-                                             key=f"page_{run.id}")
+        page = st.columns(4)[0].number_input(
+            f"Page (of {pages}, {len(order)} images)", 1, pages, 1, key=f"page_{run.id}"
+        )
     pixel = model.thresholds.pixel if model.thresholds is not None else None
-    for i in order[(page - 1) * PER_PAGE: page * PER_PAGE]:
+    for i in order[(page - 1) * PER_PAGE : page * PER_PAGE]:
         pics = logic.gallery_pictures(results, i, model.preprocess, colour_range, pixel)
         score = float(results.scores[i])
         verdict = decision_label(score, threshold)
@@ -259,16 +302,25 @@ def download_section(run: Run, threshold: float | None) -> None:
     thresholds = logic.with_image_threshold(model.thresholds, threshold) if threshold is not None else None
     st.subheader("Use the model")
     if thresholds is None:
-        st.caption("This model has no thresholds (fewer than "
-                   f"{logic.HOLDOUT_MIN_IMAGES} good images to set some aside): "
-                   "`indad calibrate MODEL --good DIR` sets them.")
+        st.caption(
+            "This model has no thresholds (fewer than "
+            f"{logic.HOLDOUT_MIN_IMAGES} good images to set some aside): "
+            "`indad calibrate MODEL --good DIR` sets them."
+        )
     else:
-        st.caption(f"The file carries the image threshold {thresholds.image:.4f} set above and the pixel threshold "
-                   f"{thresholds.pixel:.4f} from the held-out good images. "
-                   "Score folders with `indad predict MODEL.indad IMAGES --out DIR`.")
+        st.caption(
+            f"The file carries the image threshold {thresholds.image:.4f} set above and the pixel threshold "
+            f"{thresholds.pixel:.4f} from the held-out good images. "
+            "Score folders with `indad predict MODEL.indad IMAGES --out DIR`."
+        )
     name = run.title.lower().replace(" ", "_").replace("/", "_")
-    st.download_button("Download the model (.indad)", data=lambda: logic.model_file_bytes(model, thresholds),
-                       file_name=f"{name}.indad", mime="application/octet-stream", key="download_model")
+    st.download_button(
+        "Download the model (.indad)",
+        data=lambda: logic.model_file_bytes(model, thresholds),
+        file_name=f"{name}.indad",
+        mime="application/octet-stream",
+        key="download_model",
+    )
 
 
 # ----------------------------------------------------------------- scoring with a saved model
@@ -289,8 +341,12 @@ def _load_uploaded_model(upload):
 def score_tab(run: Run | None) -> None:
     st.markdown("Score new images with the model trained in the other tab, or with a saved `.indad` file.")
     sources = (["The model trained in this session"] if run is not None else []) + ["A saved model file"]
-    which = st.radio("Model", sources, horizontal=True,  # a new run: its model is the default again
-                     key=f"score_model_source_{run.id if run is not None else 0}")
+    which = st.radio(
+        "Model",
+        sources,
+        horizontal=True,  # a new run: its model is the default again
+        key=f"score_model_source_{run.id if run is not None else 0}",
+    )
     model = run.model if which == sources[0] and run is not None else None
     if model is None:
         upload = st.file_uploader("Saved model (.indad)", type=["indad"], key="model_file")
@@ -301,8 +357,10 @@ def score_tab(run: Run | None) -> None:
         except Exception as exc:
             st.error(f"Cannot use {upload.name}: {exc}")
             return
-        st.caption(f"{METHOD_NAMES.get(model.method, model.method)} on {model.backbone_name}, "
-                   f"thresholds: {'none' if model.thresholds is None else f'{model.thresholds.image:.4f}'}")
+        st.caption(
+            f"{METHOD_NAMES.get(model.method, model.method)} on {model.backbone_name}, "
+            f"thresholds: {'none' if model.thresholds is None else f'{model.thresholds.image:.4f}'}"
+        )
     files = st.file_uploader("Images to score", accept_multiple_files=True, key="score_files")
     if not files:
         return
@@ -318,8 +376,9 @@ def score_tab(run: Run | None) -> None:
     results = logic.RunResults(check.names, pred.scores.astype(np.float64), pred.maps, check.images)
     rows = logic.score_rows(check.names, pred.scores, model.thresholds)
     st.dataframe(rows, hide_index=True)
-    st.download_button("Download the scores (CSV)", csv_text(rows), file_name="scores.csv", mime="text/csv",
-                       key="download_scores")
+    st.download_button(
+        "Download the scores (CSV)", csv_text(rows), file_name="scores.csv", mime="text/csv", key="download_scores"
+    )
     colour_range = logic.auto_colour_range(results.maps)
     pixel = model.thresholds.pixel if model.thresholds is not None else None
     for i, name in enumerate(check.names):
@@ -349,7 +408,8 @@ def main() -> None:
                 "an MVTec AD class, or your own uploads.\n"
                 "2. Choose a method (PatchCore is the most accurate) and press **Start**.\n"
                 "3. Browse the scores and anomaly maps of the test images, set the threshold, "
-                "and download the model.")
+                "and download the model."
+            )
         else:
             show_results(run)
     with score:

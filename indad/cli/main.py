@@ -36,36 +36,75 @@ def cli() -> None:
 
 @cli.command("run", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("method", type=click.Choice(sorted(METHODS)))
-@click.option("--dataset", "-d", "datasets", multiple=True, default=("hazelnut_reduced",), show_default=True,
-              help="Dataset name under the data root (mtd, an MVTec AD class, a custom folder), a path to a "
-                   "folder in MVTec AD layout, or 'all' for the 15 MVTec AD classes. Repeatable.")
-@click.option("--config", "-c", "config", default=None,
-              help="YAML config file, or the name of a shipped config (e.g. patchcore_paper).")
+@click.option(
+    "--dataset",
+    "-d",
+    "datasets",
+    multiple=True,
+    default=("hazelnut_reduced",),
+    show_default=True,
+    help="Dataset name under the data root (mtd, an MVTec AD class, a custom folder), a path to a "
+    "folder in MVTec AD layout, or 'all' for the 15 MVTec AD classes. Repeatable.",
+)
+@click.option(
+    "--config",
+    "-c",
+    "config",
+    default=None,
+    help="YAML config file, or the name of a shipped config (e.g. patchcore_paper).",
+)
 @click.option("--backbone", default=None, help="timm backbone name (overrides the config).")
-@click.option("--weights", default=None, type=click.Path(dir_okay=False),
-              help="Explicit backbone weight file.")
-@click.option("--data-root", default=None, type=click.Path(file_okay=False),
-              help="Folder holding the datasets [default: $INDAD_DATA_DIR or ./datasets].")
+@click.option("--weights", default=None, type=click.Path(dir_okay=False), help="Explicit backbone weight file.")
+@click.option(
+    "--data-root",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Folder holding the datasets [default: $INDAD_DATA_DIR or ./datasets].",
+)
 @click.option("--device", default=None, help="auto (CUDA when present), cpu, cuda, cuda:N.")
-@click.option("--results-dir", default="results", show_default=True, type=click.Path(file_okay=False),
-              help="Where the JSON, markdown and CSV results go.")
+@click.option(
+    "--results-dir",
+    default="results",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where the JSON, markdown and CSV results go.",
+)
 @click.option("--seed", default=None, type=int, help="Random seed (overrides the config).")
 @click.option("--no-download", is_flag=True, help="Never download a missing dataset.")
 @click.option("--verbose", "-v", is_flag=True, help="More log messages.")
 @click.option("--quiet", "-q", is_flag=True, help="Warnings only, no progress bars.")
-def run_command(method: str, datasets: tuple[str, ...], config: str | None, backbone: str | None,
-                weights: str | None, data_root: str | None, device: str | None, results_dir: str,
-                seed: int | None, no_download: bool, verbose: bool, quiet: bool) -> None:
+def run_command(
+    method: str,
+    datasets: tuple[str, ...],
+    config: str | None,
+    backbone: str | None,
+    weights: str | None,
+    data_root: str | None,
+    device: str | None,
+    results_dir: str,
+    seed: int | None,
+    no_download: bool,
+    verbose: bool,
+    quiet: bool,
+) -> None:
     """Fit METHOD on each dataset's good training images, evaluate it on the test images, write the results."""
     from ..experiment import run_experiment
     from ..results import markdown_table, per_defect_table
 
     setup_logging(verbose, quiet)
     try:
-        params = resolve_params(method, config, {"backbone_name": backbone, "weights": weights, "device": device,
-                                                 "seed": seed, "progress": False if quiet else None})
-        report, paths = run_experiment(method, list(datasets), params, data_root, results_dir,
-                                       download=not no_download)
+        params = resolve_params(
+            method,
+            config,
+            {
+                "backbone_name": backbone,
+                "weights": weights,
+                "device": device,
+                "seed": seed,
+                "progress": False if quiet else None,
+            },
+        )
+        report, paths = run_experiment(method, list(datasets), params, data_root, results_dir, download=not no_download)
     except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"\n{method} · backbone {report['backbone']['name']} · device {report['device']}\n")
@@ -85,27 +124,55 @@ MODEL_ARG = click.argument("model_path", metavar="MODEL", type=click.Path(dir_ok
 def engine_options(command):
     """The options choosing where the work runs: this process, or a Ray cluster."""
     options = [
-        click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                     help="Run here, or on Ray workers (pip install 'indad[ray]')."),
-        click.option("--address", default=None,
-                     help="Ray cluster address (auto, HOST:6379, ray://HOST:10001) [default: $RAY_ADDRESS, "
-                          "else a Ray started here]."),
-        click.option("--ray-workers", type=click.IntRange(1), default=None,
-                     help="Ray workers [default: as many as the cluster's CPUs (GPUs) hold]."),
+        click.option(
+            "--engine",
+            type=click.Choice(["local", "ray"]),
+            default="local",
+            show_default=True,
+            help="Run here, or on Ray workers (pip install 'indad[ray]').",
+        ),
+        click.option(
+            "--address",
+            default=None,
+            help="Ray cluster address (auto, HOST:6379, ray://HOST:10001) [default: $RAY_ADDRESS, "
+            "else a Ray started here].",
+        ),
+        click.option(
+            "--ray-workers",
+            type=click.IntRange(1),
+            default=None,
+            help="Ray workers [default: as many as the cluster's CPUs (GPUs) hold].",
+        ),
         click.option("--cpus-per-worker", type=click.FloatRange(0, min_open=True), default=1, show_default=True),
-        click.option("--gpus-per-worker", type=click.FloatRange(0), default=0, show_default=True,
-                     help="GPUs per Ray worker (> 0: workers run on CUDA)."),
-        click.option("--threads", type=click.IntRange(1), default=None,
-                     help="Torch threads of this process (local) or of each Ray worker [default: torch's, or "
-                          "--cpus-per-worker]. Equal thread counts give bit-identical scores."),
+        click.option(
+            "--gpus-per-worker",
+            type=click.FloatRange(0),
+            default=0,
+            show_default=True,
+            help="GPUs per Ray worker (> 0: workers run on CUDA).",
+        ),
+        click.option(
+            "--threads",
+            type=click.IntRange(1),
+            default=None,
+            help="Torch threads of this process (local) or of each Ray worker [default: torch's, or "
+            "--cpus-per-worker]. Equal thread counts give bit-identical scores.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def make_engine(engine: str, address: str | None, ray_workers: int | None, cpus_per_worker: float,
-                gpus_per_worker: float, threads: int | None, progress: bool):
+def make_engine(
+    engine: str,
+    address: str | None,
+    ray_workers: int | None,
+    cpus_per_worker: float,
+    gpus_per_worker: float,
+    threads: int | None,
+    progress: bool,
+):
     """The :class:`~indad.distributed.RayEngine` for ``--engine ray`` (None for local, with ``--threads`` applied)."""
     if engine == "local":
         if threads is not None:
@@ -123,30 +190,54 @@ def make_engine(engine: str, address: str | None, ray_workers: int | None, cpus_
 @cli.command("fit")
 @click.argument("method", type=click.Choice(sorted(METHODS)))
 @click.argument("data", type=click.Path(exists=True))
-@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
-              help="Model file to write (e.g. model.indad).")
+@click.option(
+    "--out", "-o", required=True, type=click.Path(dir_okay=False), help="Model file to write (e.g. model.indad)."
+)
 @click.option("--config", "-c", default=None, help="YAML config file or shipped config name.")
 @click.option("--backbone", default=None, help="timm backbone name (overrides the config).")
 @click.option("--weights", default=None, type=click.Path(dir_okay=False), help="Explicit backbone weight file.")
 @click.option("--device", default=None, help="auto (CUDA when present), cpu, cuda, cuda:N.")
-@click.option("--holdout", default=0.1, show_default=True, type=click.FloatRange(0, 1, max_open=True),
-              help="Share of the good images held out to calibrate the thresholds (0: none).")
-@click.option("--quantile", default=0.99, show_default=True, type=click.FloatRange(0, 1, min_open=True),
-              help="Quantile of the held-out good scores used as threshold.")
+@click.option(
+    "--holdout",
+    default=0.1,
+    show_default=True,
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Share of the good images held out to calibrate the thresholds (0: none).",
+)
+@click.option(
+    "--quantile",
+    default=0.99,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Quantile of the held-out good scores used as threshold.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @engine_options
-def fit_command(method: str, data: str, out: str, config: str | None, backbone: str | None, weights: str | None,
-                device: str | None, holdout: float, quantile: float, quiet: bool, **engine: Any) -> None:
+def fit_command(
+    method: str,
+    data: str,
+    out: str,
+    config: str | None,
+    backbone: str | None,
+    weights: str | None,
+    device: str | None,
+    holdout: float,
+    quantile: float,
+    quiet: bool,
+    **engine: Any,
+) -> None:
     """Fit METHOD on DATA (a folder in MVTec AD layout, or a folder of good images) and save it to --out.
 
     With --engine ray, the training images are cut into shards fitted by Ray workers and merged here.
     """
     runner = make_engine(**engine, progress=not quiet)
     try:
-        params = resolve_params(method, config, {"backbone_name": backbone, "weights": weights, "device": device,
-                                                 "progress": not quiet})
-        model = build_model(method, params, config or "options").fit(data, holdout=holdout, quantile=quantile,
-                                                                    engine=runner)
+        params = resolve_params(
+            method, config, {"backbone_name": backbone, "weights": weights, "device": device, "progress": not quiet}
+        )
+        model = build_model(method, params, config or "options").fit(
+            data, holdout=holdout, quantile=quantile, engine=runner
+        )
         model.save(out)
     except USER_ERRORS as exc:
         raise _fail(exc) from exc
@@ -158,15 +249,25 @@ def fit_command(method: str, data: str, out: str, config: str | None, backbone: 
 
 @cli.command("calibrate")
 @MODEL_ARG
-@click.option("--good", "good", type=click.Path(exists=True), default=None,
-              help="Folder of good images not used in fit: thresholds at a quantile of their scores.")
-@click.option("--validation", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Labelled folder in MVTec AD layout: F1-optimal thresholds.")
+@click.option(
+    "--good",
+    "good",
+    type=click.Path(exists=True),
+    default=None,
+    help="Folder of good images not used in fit: thresholds at a quantile of their scores.",
+)
+@click.option(
+    "--validation",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Labelled folder in MVTec AD layout: F1-optimal thresholds.",
+)
 @click.option("--quantile", default=0.99, show_default=True, type=click.FloatRange(0, 1, min_open=True))
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def calibrate_command(model_path: str, good: str | None, validation: str | None, quantile: float, device: str,
-                      quiet: bool) -> None:
+def calibrate_command(
+    model_path: str, good: str | None, validation: str | None, quantile: float, device: str, quiet: bool
+) -> None:
     """Set MODEL's thresholds from good images (--good) or a labelled validation set (--validation)."""
     from ..methods import load_model
 
@@ -186,17 +287,36 @@ def calibrate_command(model_path: str, good: str | None, validation: str | None,
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
-@click.option("--runtime", type=click.Choice(["torch", "onnx"]), default=None,
-              help="torch (a model file) or onnx (an exported .onnx) [default: by the file's suffix].")
+@click.option(
+    "--runtime",
+    type=click.Choice(["torch", "onnx"]),
+    default=None,
+    help="torch (a model file) or onnx (an exported .onnx) [default: by the file's suffix].",
+)
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
-@click.option("--workers", default=0, show_default=True, type=click.IntRange(0),
-              help="Image reading processes (local engine).")
-@click.option("--device", default="auto", show_default=True,
-              help="auto, cpu, cuda (local engine; Ray workers: --gpus-per-worker).")
+@click.option(
+    "--workers", default=0, show_default=True, type=click.IntRange(0), help="Image reading processes (local engine)."
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto, cpu, cuda (local engine; Ray workers: --gpus-per-worker).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @engine_options
-def predict_command(model_path: str, inputs: tuple[str, ...], out: str, overwrite: bool, runtime: str | None,
-                    batch_size: int, workers: int, device: str, quiet: bool, **engine: Any) -> None:
+def predict_command(
+    model_path: str,
+    inputs: tuple[str, ...],
+    out: str,
+    overwrite: bool,
+    runtime: str | None,
+    batch_size: int,
+    workers: int,
+    device: str,
+    quiet: bool,
+    **engine: Any,
+) -> None:
     """Score images and folders (recursively) with MODEL: CSV, heatmaps, overlays and masks in --out.
 
     With --engine ray, Ray workers (each loading MODEL once) score the images; MODEL, the images and --out
@@ -225,8 +345,9 @@ def predict_command(model_path: str, inputs: tuple[str, ...], out: str, overwrit
 @cli.command("export")
 @MODEL_ARG
 @click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx", show_default=True)
-@click.option("--out", "-o", type=click.Path(dir_okay=False), default=None,
-              help="Output file [default: MODEL with .onnx or .pt].")
+@click.option(
+    "--out", "-o", type=click.Path(dir_okay=False), default=None, help="Output file [default: MODEL with .onnx or .pt]."
+)
 @click.option("--device", default="cpu", show_default=True)
 def export_command(model_path: str, fmt: str, out: str | None, device: str) -> None:
     """Export MODEL's whole pipeline (image tensor -> score, map) as ONNX or TorchScript."""
@@ -264,8 +385,12 @@ def update_command(model_path: str, data: str, device: str, quiet: bool) -> None
 @cli.command("app")
 @click.option("--port", default=8501, show_default=True, type=click.IntRange(1, 65535), help="Port to serve on.")
 @click.option("--address", default=None, help="Address to listen on [default: Streamlit's, all interfaces].")
-@click.option("--data-root", default=None, type=click.Path(file_okay=False, exists=True),
-              help="Folder holding the datasets [default: $INDAD_DATA_DIR or ./datasets].")
+@click.option(
+    "--data-root",
+    default=None,
+    type=click.Path(file_okay=False, exists=True),
+    help="Folder holding the datasets [default: $INDAD_DATA_DIR or ./datasets].",
+)
 @click.option("--headless", is_flag=True, help="Do not open a browser.")
 def app_command(port: int, address: str | None, data_root: str | None, headless: bool) -> None:
     """Start the web app: train, inspect and use a model in the browser."""

@@ -6,8 +6,8 @@ import tarfile
 import tempfile
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..errors import DownloadError
 from ..files import atomic_output
@@ -17,8 +17,7 @@ from ..progress import Progress, progress_bar
 def download_file(url: str, dest: Path, desc: str, progress: Progress = True, chunk: int = 1 << 20) -> None:
     """Stream ``url`` to ``dest`` with a progress bar; ``dest`` only appears once complete."""
     try:
-        with (atomic_output(dest) as part, urllib.request.urlopen(url, timeout=60) as response,
-              open(part, "wb") as out):
+        with atomic_output(dest) as part, urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             with progress_bar(desc, total, progress, unit="B", unit_scale=True) as bar:
                 while True:
@@ -63,8 +62,7 @@ def fetch_and_build(
     """
     if final.exists():
         raise DownloadError(f"{final} already exists; not overwritten")
-    with (atomic_output(final) as out,
-          tempfile.TemporaryDirectory(prefix=f".{final.name}.", dir=final.parent) as work):
+    with atomic_output(final) as out, tempfile.TemporaryDirectory(prefix=f".{final.name}.", dir=final.parent) as work:
         archive = Path(work) / "download"
         download_file(url, archive, desc, progress)
         unpacked = Path(work) / "unpacked"

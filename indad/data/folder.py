@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -71,8 +71,14 @@ class _InMemoryImages(Dataset):
         if not isinstance(im, Image.Image):
             raise TypeError(f"image {index}: expected a path, PIL image or numpy array, got {type(im).__name__}")
         mask = torch.zeros(self.preprocess.output_size, dtype=torch.bool)
-        return {"image": self.preprocess.image(to_rgb(im)), "mask": mask, "label": -1, "has_mask": False,
-                "defect": "", "path": f"<image {index}>"}
+        return {
+            "image": self.preprocess.image(to_rgb(im)),
+            "mask": mask,
+            "label": -1,
+            "has_mask": False,
+            "defect": "",
+            "path": f"<image {index}>",
+        }
 
 
 def make_loader(
@@ -101,5 +107,10 @@ def make_loader(
     else:
         raise TypeError(f"cannot read images from {type(data).__name__}")
     # An own generator: iterating a DataLoader would otherwise draw its worker seeds from torch's global one.
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      generator=torch.Generator().manual_seed(0))
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(0),
+    )

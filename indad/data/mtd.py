@@ -51,8 +51,9 @@ def layout_mtd(raw: Path, out: Path, train_list: list[str] | None = None) -> Non
     free = sorted((raw / MTD_FREE / "Imgs").glob("*.jpg"))
     missing = train_names - {p.name for p in free}
     if missing:
-        raise DownloadError(f"{len(missing)} training images of the split are missing from {raw / MTD_FREE}, "
-                            f"e.g. {sorted(missing)[0]}")
+        raise DownloadError(
+            f"{len(missing)} training images of the split are missing from {raw / MTD_FREE}, e.g. {sorted(missing)[0]}"
+        )
     for sub in ("train/good", "test/good"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for p in free:

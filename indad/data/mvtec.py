@@ -47,11 +47,13 @@ class MVTecAD(os.PathLike):
         Download the class when its folder is missing.
     """
 
-    def __init__(self, class_name: str, root: str | os.PathLike = "datasets", download: bool = True,
-                 progress: Progress = True) -> None:
+    def __init__(
+        self, class_name: str, root: str | os.PathLike = "datasets", download: bool = True, progress: Progress = True
+    ) -> None:
         if class_name not in MVTEC_URLS:
             raise DatasetNotFoundError(
-                f"unknown MVTec AD class {class_name!r}; the classes are {', '.join(MVTEC_CLASSES)}")
+                f"unknown MVTec AD class {class_name!r}; the classes are {', '.join(MVTEC_CLASSES)}"
+            )
         self.class_name = class_name
         self.path = Path(root) / class_name
         if not self.path.exists():

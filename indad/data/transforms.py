@@ -62,7 +62,7 @@ class Preprocess:
 
     def image(self, im: Image.Image) -> torch.Tensor:
         """An RGB PIL image as a normalised float tensor ``(3, H, W)``."""
-        im = im.resize((self.resize[1], self.resize[0]), Image.BICUBIC)
+        im = im.resize((self.resize[1], self.resize[0]), Image.Resampling.BICUBIC)
         box = self.crop_box()
         if box is not None:
             im = im.crop(box)
@@ -73,7 +73,7 @@ class Preprocess:
 
     def mask(self, mask: np.ndarray) -> torch.Tensor:
         """A boolean mask ``(h, w)`` at the image's original size as a bool tensor ``(H, W)``."""
-        im = Image.fromarray(mask.astype(np.uint8) * 255).resize((self.resize[1], self.resize[0]), Image.NEAREST)
+        im = Image.fromarray(mask.astype(np.uint8) * 255).resize((self.resize[1], self.resize[0]), Image.Resampling.NEAREST)
         box = self.crop_box()
         if box is not None:
             im = im.crop(box)
@@ -81,5 +81,9 @@ class Preprocess:
 
     def to_dict(self) -> dict:
         """Plain values, for results files and configs."""
-        return {"resize": list(self.resize), "crop": list(self.crop) if self.crop else None,
-                "mean": list(self.mean), "std": list(self.std)}
+        return {
+            "resize": list(self.resize),
+            "crop": list(self.crop) if self.crop else None,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }

@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -65,13 +65,21 @@ class RayEngine:
         :class:`~indad.progress.ProgressEvent`.
     """
 
-    def __init__(self, address: str | None = None, workers: int | None = None, cpus_per_worker: float = 1,
-                 gpus_per_worker: float = 0, threads: int | None = None, progress: Progress = True) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        workers: int | None = None,
+        cpus_per_worker: float = 1,
+        gpus_per_worker: float = 0,
+        threads: int | None = None,
+        progress: Progress = True,
+    ) -> None:
         if workers is not None and int(workers) < 1:
             raise InputError(f"workers must be >= 1, got {workers}")
         if cpus_per_worker <= 0 or gpus_per_worker < 0:
-            raise InputError(f"cpus_per_worker must be > 0 and gpus_per_worker >= 0, got {cpus_per_worker}, "
-                             f"{gpus_per_worker}")
+            raise InputError(
+                f"cpus_per_worker must be > 0 and gpus_per_worker >= 0, got {cpus_per_worker}, {gpus_per_worker}"
+            )
         self.address = address
         self.workers = None if workers is None else int(workers)
         self.cpus_per_worker = cpus_per_worker
@@ -125,7 +133,7 @@ class RayEngine:
             # Shards of whole batches, dealt round-robin: each image meets the same batch-mates as in one process,
             # and each shard is a sample of the whole set (a two-level coreset needs that; contiguous shards of
             # MTD's acquisition runs lost 0.5 point of ROC AUC).
-            batches = [paths[a:a + model.batch_size] for a in range(0, len(paths), model.batch_size)]
+            batches = [paths[a : a + model.batch_size] for a in range(0, len(paths), model.batch_size)]
             count = min(self.worker_count(), len(batches))
             shards = [[p for batch in batches[s::count] for p in batch] for s in range(count)]
             task = ray.remote(_partial_fit).options(num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker)
@@ -143,9 +151,15 @@ class RayEngine:
                 raise exc.cause from None  # e.g. the unreadable image, as in a one-process fit
 
     # ----------------------------------------------------------------- predict
-    def predict_folder(self, model_path: str | os.PathLike, inputs: Sequence[str | os.PathLike],
-                       out: str | os.PathLike, overwrite: bool = False, batch_size: int = 16,
-                       runtime: str = "torch") -> FolderPrediction:
+    def predict_folder(
+        self,
+        model_path: str | os.PathLike,
+        inputs: Sequence[str | os.PathLike],
+        out: str | os.PathLike,
+        overwrite: bool = False,
+        batch_size: int = 16,
+        runtime: str = "torch",
+    ) -> FolderPrediction:
         """:func:`~indad.inference.predict_folder` with Ray Data: each worker loads the model once and scores batches.
 
         The CSV is the same, byte for byte, as the one-process run's; pictures are
@@ -160,15 +174,25 @@ class RayEngine:
         with self.session(), atomic_output(out) as tmp:
             tmp.mkdir(parents=True)
             # One row a batch, the same batches as one process makes: the same batch-mates, the same scores.
-            items = ray.data.from_items([{"first": a, "files": absolute[a:a + batch_size]}
-                                         for a in range(0, len(absolute), batch_size)])
+            items = ray.data.from_items(
+                [{"first": a, "files": absolute[a : a + batch_size]} for a in range(0, len(absolute), batch_size)]
+            )
             ds = items.map_batches(
                 _ScoreBatches,
-                fn_constructor_kwargs={"model_path": str(Path(model_path).resolve()), "runtime": runtime,
-                                       "device": self.device, "threads": self.threads, "base": str(base),
-                                       "root": str(tmp.resolve())},
-                batch_size=1, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=self.worker_count()),
-                num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker)
+                fn_constructor_kwargs={
+                    "model_path": str(Path(model_path).resolve()),
+                    "runtime": runtime,
+                    "device": self.device,
+                    "threads": self.threads,
+                    "base": str(base),
+                    "root": str(tmp.resolve()),
+                },
+                batch_size=1,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=self.worker_count()),
+                num_cpus=self.cpus_per_worker,
+                num_gpus=self.gpus_per_worker,
+            )
             with progress_bar("predict", len(files), self.progress) as bar:
                 for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                     for j, i in enumerate(batch["index"].tolist()):
@@ -208,8 +232,10 @@ class _ScoreBatches:
     def __init__(self, model_path: str, runtime: str, device: str, threads: int, base: str, root: str) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"the output folder {root} is not visible on this Ray node ({os.uname().nodename}):"
-                                    " --out must be on storage every node sees")
+            raise FileNotFoundError(
+                f"the output folder {root} is not visible on this Ray node ({os.uname().nodename}):"
+                " --out must be on storage every node sees"
+            )
         self.base = Path(base)
         torch.set_num_threads(threads)
         self.scorer = open_scorer(model_path, runtime, device)
@@ -220,5 +246,7 @@ class _ScoreBatches:
         paths = [Path(f) for f in files]
         items = [read_input(p, self.scorer.preprocess) for p in paths]
         rows = score_inputs(self.scorer, paths, items, self.base, self.root)
-        return {"index": np.arange(first, first + len(rows)),
-                **{c: np.array([r[c] for r in rows], dtype=object) for c in CSV_COLUMNS}}
+        return {
+            "index": np.arange(first, first + len(rows)),
+            **{c: np.array([r[c] for r in rows], dtype=object) for c in CSV_COLUMNS},
+        }

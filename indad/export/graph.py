@@ -47,9 +47,15 @@ def export_model(model: AnomalyModel, path: str | os.PathLike, fmt: str = "onnx"
         warnings.simplefilter("ignore")
         if fmt == "onnx":
             batch = torch.export.Dim("batch", min=1, max=4096)
-            program = torch.onnx.export(module, (_example(model),), dynamo=True, verbose=False,
-                                        input_names=["image"], output_names=["score", "anomaly_map"],
-                                        dynamic_shapes={"images": {0: batch}})
+            program = torch.onnx.export(
+                module,
+                (_example(model),),
+                dynamo=True,
+                verbose=False,
+                input_names=["image"],
+                output_names=["score", "anomaly_map"],
+                dynamic_shapes={"images": {0: batch}},
+            )
             assert program is not None  # dynamo=True always returns the program
             program.model.metadata_props[HEADER_KEY] = header
             program.save(str(tmp))
@@ -90,8 +96,9 @@ class OnnxScorer:
             raise ModelFileError(f"{path} was not exported by indad (no '{HEADER_KEY}' metadata)")
         self.header = json.loads(meta[HEADER_KEY])
         p = self.header["preprocess"]
-        self.preprocess = Preprocess(tuple(p["resize"]), tuple(p["crop"]) if p["crop"] else None,
-                                     tuple(p["mean"]), tuple(p["std"]))
+        self.preprocess = Preprocess(
+            tuple(p["resize"]), tuple(p["crop"]) if p["crop"] else None, tuple(p["mean"]), tuple(p["std"])
+        )
         t = self.header.get("thresholds")
         self.thresholds = None if t is None else Thresholds.from_dict(t)
         self.input_name = self.session.get_inputs()[0].name

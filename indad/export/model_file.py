@@ -50,7 +50,9 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
     try:
         header = json.loads(meta[HEADER_KEY])
     except (KeyError, json.JSONDecodeError):
-        raise ModelFileError(f"{path} is a safetensors file but not an indad model (no '{HEADER_KEY}' header)") from None
+        raise ModelFileError(
+            f"{path} is a safetensors file but not an indad model (no '{HEADER_KEY}' header)"
+        ) from None
     if header.get("format") != FORMAT:
         raise ModelFileError(f"{path}: unsupported model format {header.get('format')!r} (this indad reads {FORMAT})")
     return header

@@ -3,5 +3,13 @@
 from .folder import Scorer, TorchScorer, open_scorer, predict_folder
 from .visualize import heatmap_image, map_to_original, mask_image, overlay_image
 
-__all__ = ["Scorer", "TorchScorer", "heatmap_image", "map_to_original", "mask_image", "open_scorer",
-           "overlay_image", "predict_folder"]
+__all__ = [
+    "Scorer",
+    "TorchScorer",
+    "heatmap_image",
+    "map_to_original",
+    "mask_image",
+    "open_scorer",
+    "overlay_image",
+    "predict_folder",
+]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -109,7 +110,10 @@ def refuse_existing(out: str | os.PathLike, overwrite: bool) -> Path:
 
 
 def read_input(path: Path, preprocess: Preprocess) -> dict:
-    """An input image, read (``original``) and preprocessed (``image``), or the ``error`` that stopped it: never raises."""
+    """An input image, read (``original``) and preprocessed (``image``), or the ``error`` that stopped it.
+
+    Never raises: an unreadable file becomes its error.
+    """
     try:
         if not is_image_file(path):
             raise ImageReadError(f"not an image file (by its extension): {path}")
@@ -147,8 +151,9 @@ def score_inputs(scorer: Scorer, paths: list[Path], items: list[dict], base: Pat
     if good:
         scores, maps = scorer(torch.stack([items[i]["image"] for i in good]))
         for i, score, amap in zip(good, scores, maps, strict=True):
-            _write_pictures(root, _relative(paths[i], base), items[i]["original"], amap, scorer.preprocess,
-                            scorer.thresholds)
+            _write_pictures(
+                root, _relative(paths[i], base), items[i]["original"], amap, scorer.preprocess, scorer.thresholds
+            )
             rows[i] = _row(paths[i], float(score), scorer.thresholds, "")
     return rows
 
@@ -173,9 +178,15 @@ class FolderPrediction:
     thresholds: Thresholds | None = None
 
 
-def predict_folder(scorer: Scorer, inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
-                   overwrite: bool = False, batch_size: int = 16, num_workers: int = 0,
-                   progress: Progress = True) -> FolderPrediction:
+def predict_folder(
+    scorer: Scorer,
+    inputs: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    overwrite: bool = False,
+    batch_size: int = 16,
+    num_workers: int = 0,
+    progress: Progress = True,
+) -> FolderPrediction:
     """Score every image of ``inputs`` and write ``out/predictions.csv`` and per-image pictures.
 
     For each image ``REL`` (its path relative to the input folder; see
@@ -188,13 +199,15 @@ def predict_folder(scorer: Scorer, inputs: Sequence[str | os.PathLike], out: str
     """
     out = refuse_existing(out, overwrite)
     files, base = collect_images(inputs, exclude=out)
-    loader = DataLoader(_ImageFiles(files, scorer.preprocess), batch_size=batch_size, num_workers=num_workers,
-                        collate_fn=_collate)
+    loader = DataLoader(
+        _ImageFiles(files, scorer.preprocess), batch_size=batch_size, num_workers=num_workers, collate_fn=_collate
+    )
     rows: list[dict] = [{} for _ in files]
     with atomic_output(out) as tmp:
         for batch in track(loader, "predict", len(loader), progress):
             indices = [item["index"] for item in batch]
-            for i, row in zip(indices, score_inputs(scorer, [files[i] for i in indices], batch, base, tmp)):
+            scored = score_inputs(scorer, [files[i] for i in indices], batch, base, tmp)
+            for i, row in zip(indices, scored, strict=True):
                 rows[i] = row
                 if row["error"]:
                     report_error(row)
@@ -223,8 +236,9 @@ def _row(path: Path, score: float | None, thresholds: Thresholds | None, error: 
     return row
 
 
-def _write_pictures(root: Path, rel: Path, original, amap: np.ndarray, preprocess: Preprocess,
-                    thresholds: Thresholds | None) -> None:
+def _write_pictures(
+    root: Path, rel: Path, original, amap: np.ndarray, preprocess: Preprocess, thresholds: Thresholds | None
+) -> None:
     full = map_to_original(amap, preprocess, original.size)
     if thresholds is not None:
         mask, vmax = is_defective(full, thresholds.pixel), 2.0 * thresholds.pixel
@@ -232,7 +246,10 @@ def _write_pictures(root: Path, rel: Path, original, amap: np.ndarray, preproces
         mask, vmax = np.zeros(full.shape, dtype=bool), float(full.max())
     heat = heatmap_image(full, vmax)
     name = output_name(rel)
-    for kind, picture in (("heatmaps", heat), ("overlays", overlay_image(original, heat, mask)),
-                          ("masks", mask_image(mask))):
+    for kind, picture in (
+        ("heatmaps", heat),
+        ("overlays", overlay_image(original, heat, mask)),
+        ("masks", mask_image(mask)),
+    ):
         with atomic_output(root / kind / name) as partial:
             picture.save(partial, format="PNG")

@@ -21,7 +21,7 @@ def map_to_original(anomaly_map: np.ndarray, preprocess: Preprocess, size: tuple
     else:
         left, top, right, bottom = box
         resized[top:bottom, left:right] = anomaly_map
-    return np.asarray(Image.fromarray(resized, mode="F").resize(size, Image.BILINEAR), dtype=np.float32)
+    return np.asarray(Image.fromarray(resized, mode="F").resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def heatmap_image(anomaly_map: np.ndarray, vmax: float, colormap: str = "jet") -> Image.Image:
@@ -33,10 +33,11 @@ def heatmap_image(anomaly_map: np.ndarray, vmax: float, colormap: str = "jet") -
     return Image.fromarray((rgb * 255).round().astype(np.uint8), mode="RGB")
 
 
-def overlay_image(original: Image.Image, heatmap: Image.Image, mask: np.ndarray | None = None,
-                  alpha: float = 0.45) -> Image.Image:
+def overlay_image(
+    original: Image.Image, heatmap: Image.Image, mask: np.ndarray | None = None, alpha: float = 0.45
+) -> Image.Image:
     """The heatmap blended onto the original image (same size), with the mask outline in white."""
-    blended = Image.blend(original.convert("RGB"), heatmap.resize(original.size, Image.BILINEAR), alpha)
+    blended = Image.blend(original.convert("RGB"), heatmap.resize(original.size, Image.Resampling.BILINEAR), alpha)
     if mask is not None and mask.any():
         from scipy import ndimage
 

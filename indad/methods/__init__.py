@@ -7,5 +7,17 @@ from .patchcore import PatchCore
 from .registry import METHODS, load_model
 from .spade import SPADE
 
-__all__ = ["METHODS", "SPADE", "AnomalyModel", "Batch", "ModelState", "NotCalibratedError", "NotFittedError",
-           "PaDiM", "PatchCore", "Prediction", "Tensors", "load_model"]
+__all__ = [
+    "METHODS",
+    "SPADE",
+    "AnomalyModel",
+    "Batch",
+    "ModelState",
+    "NotCalibratedError",
+    "NotFittedError",
+    "PaDiM",
+    "PatchCore",
+    "Prediction",
+    "Tensors",
+    "load_model",
+]

@@ -188,8 +188,9 @@ class AnomalyModel(ABC):
     def backbone(self) -> Backbone:
         """The frozen feature extractor, built (weights loaded) on first use."""
         if self._backbone is None:
-            self._backbone = Backbone(self.backbone_name, self.stage_strides, weights=self.weights,
-                                      fp16=self.fp16).to(self.device)
+            self._backbone = Backbone(self.backbone_name, self.stage_strides, weights=self.weights, fp16=self.fp16).to(
+                self.device
+            )
         return self._backbone
 
     # ----------------------------------------------------------------- hyperparameters
@@ -224,8 +225,11 @@ class AnomalyModel(ABC):
             "indad_version": __version__,
             "method": self.method,
             "hparams": {k: v for k, v in self.hparams().items() if k not in RUNTIME_PARAMS},
-            "backbone": {"name": self.backbone_name, "fingerprint": backbone.fingerprint,
-                         "weights_source": backbone.weights_source},
+            "backbone": {
+                "name": self.backbone_name,
+                "fingerprint": backbone.fingerprint,
+                "weights_source": backbone.weights_source,
+            },
             "preprocess": self.preprocess.to_dict(),
             "thresholds": None if self.thresholds is None else self.thresholds.to_dict(),
             "state": self.to_state().meta,
@@ -286,7 +290,10 @@ class AnomalyModel(ABC):
         return self
 
     def calibrate(self, good_images: Any, quantile: float = 0.99) -> Thresholds:
-        """Set the thresholds from images of good parts not used in fit (:func:`~indad.thresholds.good_quantile_thresholds`)."""
+        """Set the thresholds from images of good parts not used in fit.
+
+        See :func:`~indad.thresholds.good_quantile_thresholds`.
+        """
         pred = self.predict(good_images)
         self.thresholds = good_quantile_thresholds(pred.scores, pred.maps, quantile)
         return self.thresholds
@@ -294,15 +301,17 @@ class AnomalyModel(ABC):
     def calibrate_f1(self, validation: Any) -> Thresholds:
         """Set F1-optimal image and pixel thresholds on a labelled validation set (a folder in MVTec AD layout)."""
         scores, labels, masks, maps = [], [], [], []
-        for batch, s, m in self._scored_batches(validation, f"{self.method}: calibrate", None,
-                                                labelled_for="F1 calibration"):
+        for batch, s, m in self._scored_batches(
+            validation, f"{self.method}: calibrate", None, labelled_for="F1 calibration"
+        ):
             scores.append(s)
             labels.append(np.asarray(batch["label"]))
             keep = np.asarray(batch["has_mask"], dtype=bool) | (np.asarray(batch["label"]) == 0)
             masks.append(batch["mask"].numpy()[keep])
             maps.append(m[keep])
-        self.thresholds = f1_thresholds(np.concatenate(labels), np.concatenate(scores), np.concatenate(masks),
-                                        np.concatenate(maps))
+        self.thresholds = f1_thresholds(
+            np.concatenate(labels), np.concatenate(scores), np.concatenate(masks), np.concatenate(maps)
+        )
         return self.thresholds
 
     def add_normal(self, images: Any) -> AnomalyModel:
@@ -360,8 +369,9 @@ class AnomalyModel(ABC):
         """
 
     # ----------------------------------------------------------------- scoring
-    def _scored_batches(self, data: Any, desc: str, batch_size: int | None,
-                        labelled_for: str | None = None) -> Iterator[tuple[Batch, np.ndarray, np.ndarray]]:
+    def _scored_batches(
+        self, data: Any, desc: str, batch_size: int | None, labelled_for: str | None = None
+    ) -> Iterator[tuple[Batch, np.ndarray, np.ndarray]]:
         """Each batch of ``data`` (test split) with its image scores ``(B,)`` and anomaly maps ``(B, H, W)``.
 
         ``labelled_for`` names the task that needs labels: unlabelled data is then refused.

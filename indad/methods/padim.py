@@ -1,10 +1,14 @@
-"""PaDiM (Defard et al. 2020, "PaDiM: a Patch Distribution Modeling Framework for Anomaly Detection and Localization")."""
+"""PaDiM (Defard et al. 2020).
+
+"PaDiM: a Patch Distribution Modeling Framework for Anomaly Detection and Localization".
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Iterable, Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -102,8 +106,14 @@ class PaDiMModule(nn.Module):
     mean: torch.Tensor
     inv_cov: torch.Tensor
 
-    def __init__(self, backbone: Backbone, channels: torch.Tensor, mean: torch.Tensor, inv_cov: torch.Tensor,
-                 map_generator: AnomalyMapGenerator) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        channels: torch.Tensor,
+        mean: torch.Tensor,
+        inv_cov: torch.Tensor,
+        map_generator: AnomalyMapGenerator,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.n_stages = len(backbone.channels)
@@ -179,8 +189,10 @@ class PaDiM(AnomalyModel):
         return {"count": torch.tensor(acc.count), "sum": total, "outer": outer}
 
     def merge_states(self, parts: list[Tensors]) -> None:
-        shards = [GaussianAccumulator.from_sums(int(p["count"]), p["sum"].to(self.device), p["outer"].to(self.device))
-                  for p in parts]
+        shards = [
+            GaussianAccumulator.from_sums(int(p["count"]), p["sum"].to(self.device), p["outer"].to(self.device))
+            for p in parts
+        ]
         for shard in shards[1:]:  # the statistics are sums: merged exactly, into the first part's tensors
             shards[0].merge(shard)
         self.accumulator = shards[0]
@@ -206,13 +218,19 @@ class PaDiM(AnomalyModel):
     def from_state(self, state: ModelState) -> None:
         if not torch.equal(state.tensors["channels"].cpu(), self.channels.cpu()):
             raise ModelFileError("the stored channel choice differs from the one this seed and backbone give")
-        self.accumulator = GaussianAccumulator.from_sums(int(state.meta["count"]), state.tensors["sum"],
-                                                         state.tensors["outer"])
+        self.accumulator = GaussianAccumulator.from_sums(
+            int(state.meta["count"]), state.tensors["sum"], state.tensors["outer"]
+        )
 
     def build_module(self, exportable: bool = False) -> PaDiMModule:
         start = time.perf_counter()
         mean, cov = self._fitted_accumulator().mean_and_covariance(self.epsilon)
         inv = torch.linalg.inv(cov)
         self.timings["gaussian_s"] = time.perf_counter() - start
-        return PaDiMModule(self.backbone, self.channels, mean.float(), inv.float(),
-                           AnomalyMapGenerator(self.preprocess.output_size, self.blur_sigma))
+        return PaDiMModule(
+            self.backbone,
+            self.channels,
+            mean.float(),
+            inv.float(),
+            AnomalyMapGenerator(self.preprocess.output_size, self.blur_sigma),
+        )

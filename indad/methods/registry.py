@@ -16,8 +16,9 @@ from .spade import SPADE
 METHODS: dict[str, type[AnomalyModel]] = {"patchcore": PatchCore, "padim": PaDiM, "spade": SPADE}
 
 
-def load_model(path: str | os.PathLike, device: str = "auto", weights: str | os.PathLike | None = None,
-               progress: Progress = False) -> AnomalyModel:
+def load_model(
+    path: str | os.PathLike, device: str = "auto", weights: str | os.PathLike | None = None, progress: Progress = False
+) -> AnomalyModel:
     """A fitted model from a file written by :meth:`~indad.methods.AnomalyModel.save`.
 
     The backbone is built by name (its weights from ``weights`` or the usual

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import ClassVar, Iterable
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -32,8 +33,14 @@ def batch_block(batch: int) -> tuple[int, int]:
     return max(128, 2048 // max(1, batch)), 1024
 
 
-def gallery_distances(query: torch.Tensor, bank: torch.Tensor, neighbours: torch.Tensor, kappa: int,
-                      aligned: bool, block: tuple[int, int] | None = None) -> torch.Tensor:
+def gallery_distances(
+    query: torch.Tensor,
+    bank: torch.Tensor,
+    neighbours: torch.Tensor,
+    kappa: int,
+    aligned: bool,
+    block: tuple[int, int] | None = None,
+) -> torch.Tensor:
     """Per-location mean distance of test features to their ``kappa`` nearest features in a gallery.
 
     Parameters
@@ -62,7 +69,7 @@ def gallery_distances(query: torch.Tensor, bank: torch.Tensor, neighbours: torch
     if aligned:
         d = torch.linalg.vector_norm(bank[idx].float() - query.float()[:, None], dim=2)  # (B, k, h, w)
         return d.topk(min(kappa, d.shape[1]), dim=1, largest=False).values.mean(dim=1)
-    b, c, h, w = query.shape
+    b, _, h, w = query.shape
     q = query.flatten(2).transpose(1, 2)  # (B, h * w, C)
     gallery = (bank[idx[:, j]].flatten(2).transpose(1, 2) for j in range(idx.shape[1]))  # one image at a time
     dist, _ = blocked_knn(q, gallery, kappa, block or batch_block(b), with_indices=False)
@@ -92,9 +99,18 @@ class SPADEModule(nn.Module):
         keeps an exported graph independent of the batch.
     """
 
-    def __init__(self, backbone: Backbone, pooled: torch.Tensor, pyramids: list[torch.Tensor], k: int, kappa: int,
-                 aligned: bool, map_generator: AnomalyMapGenerator, searcher: NearestNeighbors | None = None,
-                 block: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        pooled: torch.Tensor,
+        pyramids: list[torch.Tensor],
+        k: int,
+        kappa: int,
+        aligned: bool,
+        map_generator: AnomalyMapGenerator,
+        searcher: NearestNeighbors | None = None,
+        block: tuple[int, int] | None = None,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.register_buffer("pooled", pooled)
@@ -118,9 +134,11 @@ class SPADEModule(nn.Module):
     def score_features(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores and maps from backbone features (the pyramid stages, then the pooled stage)."""
         dist, idx = self.searcher.search(pooled_feature(feats[-1]), self.k)
-        # The mean of the stages' upsampled maps, blurred: upsampling and blur are linear, so map each stage and average.
-        stage_maps = [self.map_generator(gallery_distances(stage, bank, idx, self.kappa, self.aligned, self.block))
-                      for stage, bank in zip(feats[:-1], self.pyramids, strict=True)]
+        # The mean of the stages' upsampled maps, blurred: both steps are linear, so map each stage and average.
+        stage_maps = [
+            self.map_generator(gallery_distances(stage, bank, idx, self.kappa, self.aligned, self.block))
+            for stage, bank in zip(feats[:-1], self.pyramids, strict=True)
+        ]
         return dist.mean(dim=1), torch.stack(stage_maps).mean(dim=0)
 
 
@@ -163,8 +181,10 @@ class SPADE(AnomalyModel):
         self.half_precision_gallery = bool(self.half_precision_gallery)
         super().__post_init__()
         if len(self.stage_strides) < 2:
-            raise InputError(f"SPADE needs at least two strides (pyramid stages, then the pooled stage), got "
-                             f"{list(self.stage_strides)}")
+            raise InputError(
+                f"SPADE needs at least two strides (pyramid stages, then the pooled stage), got "
+                f"{list(self.stage_strides)}"
+            )
         self.pooled: torch.Tensor | None = None
         self.pyramids: list[torch.Tensor] = []
 
@@ -175,8 +195,9 @@ class SPADE(AnomalyModel):
         return self._tensors(pooled, pyramids)
 
     def merge_states(self, parts: list[Tensors]) -> None:
-        self.from_state(ModelState({name: torch.cat([part[name].to(self.device) for part in parts])
-                                    for name in parts[0]}))
+        self.from_state(
+            ModelState({name: torch.cat([part[name].to(self.device) for part in parts]) for name in parts[0]})
+        )
 
     def extend_state(self, batches: Iterable[Batch]) -> None:
         pooled, pyramids = self._features(batches)
@@ -214,6 +235,14 @@ class SPADE(AnomalyModel):
         self.pyramids = [state.tensors[f"pyramid_{s}"] for s in range(len(self.stage_strides) - 1)]
 
     def build_module(self, exportable: bool = False) -> SPADEModule:
-        return SPADEModule(self.backbone, self._fitted_pooled(), self.pyramids, self.k, self.kappa, self.aligned,
-                           AnomalyMapGenerator(self.preprocess.output_size, self.blur_sigma),
-                           TorchNearestNeighbors() if exportable else None, (1024, 4096) if exportable else None)
+        return SPADEModule(
+            self.backbone,
+            self._fitted_pooled(),
+            self.pyramids,
+            self.k,
+            self.kappa,
+            self.aligned,
+            AnomalyMapGenerator(self.preprocess.output_size, self.blur_sigma),
+            TorchNearestNeighbors() if exportable else None,
+            (1024, 4096) if exportable else None,
+        )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -133,7 +133,7 @@ def evaluate_predictions(
     if masks is not None and maps is not None and len(masks):
         out["pixel_auroc"] = pixel_auroc(masks, maps)
         out["aupro"] = aupro(masks, maps)
-        out["n_pixel_images"] = int(len(masks))
+        out["n_pixel_images"] = len(masks)
     else:
         out["pixel_auroc"] = out["aupro"] = float("nan")
         out["n_pixel_images"] = 0

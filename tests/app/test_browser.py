@@ -23,8 +23,14 @@ import pytest
 from tests.conftest import REPO
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 SERVER_START_S = 60
 PAGE_LOAD_S = 120
 TRAIN_S = 180
@@ -61,13 +67,26 @@ def app_server(tmp_path, datasets_root):
     port = _free_port()
     log = tmp_path / "streamlit.log"
     env = {**os.environ, "INDAD_DATA_DIR": str(datasets_root), "OMP_WAIT_POLICY": "PASSIVE"}
-    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-           "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.address", "127.0.0.1",
-           # no reruns or inotify floods when files of the checkout change while the test runs
-           "--server.fileWatcherType", "none"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "streamlit_app.py",
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.address",
+        "127.0.0.1",
+        # no reruns or inotify floods when files of the checkout change while the test runs
+        "--server.fileWatcherType",
+        "none",
+    ]
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + SERVER_START_S
@@ -115,7 +134,8 @@ def _choose(page, label: str, option: str) -> None:
         page.get_by_role("option").filter(has_text=option).first.click()
         page.wait_for_function(
             "([label, option]) => document.querySelector(`input[aria-label='${label}']`).value.startsWith(option)",
-            arg=[label, option])
+            arg=[label, option],
+        )
     assert box.input_value().startswith(option), f"{label}: {box.input_value()!r}"
 
 
@@ -168,21 +188,29 @@ def test_train_browse_and_download(app_server, browser, datasets_root, tmp_path)
         start.click()
 
         page.get_by_test_id("stAlertContentSuccess").filter(
-            has_text="PatchCore on hazelnut_reduced: trained and scored in").wait_for(timeout=TRAIN_S * 1000)
+            has_text="PatchCore on hazelnut_reduced: trained and scored in"
+        ).wait_for(timeout=TRAIN_S * 1000)
 
         # the gallery: one row of image, anomaly map, overlay (, ground truth) per test image of the first page
-        maps = page.get_by_test_id("stImage").filter(
-            has=page.get_by_test_id("stImageCaption").get_by_text("anomaly map", exact=True)).locator("img")
+        maps = (
+            page.get_by_test_id("stImage")
+            .filter(has=page.get_by_test_id("stImageCaption").get_by_text("anomaly map", exact=True))
+            .locator("img")
+        )
         page.wait_for_function(
             """n => [...document.querySelectorAll('[data-testid="stImage"]')]
                      .filter(e => e.querySelector('[data-testid="stImageCaption"]')?.innerText.trim() === 'anomaly map')
-                     .length === n""", arg=expected_maps, timeout=60_000)
+                     .length === n""",
+            arg=expected_maps,
+            timeout=60_000,
+        )
         assert maps.count() == expected_maps
         # every picture of the page has loaded (naturalWidth > 0), not only the anomaly maps
         page.wait_for_function(
             """() => { const imgs = [...document.querySelectorAll('[data-testid="stImage"] img')];
                        return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }""",
-            timeout=30_000)
+            timeout=30_000,
+        )
         sizes = maps.evaluate_all("imgs => imgs.map(i => [i.naturalWidth, i.naturalHeight])")
         assert all(w > 0 and h > 0 for w, h in sizes), sizes
         captions = page.get_by_test_id("stImageCaption").all_inner_texts()
@@ -191,8 +219,9 @@ def test_train_browse_and_download(app_server, browser, datasets_root, tmp_path)
         # the script has finished: no running indicator, no traceback, no error message
         page.get_by_test_id("stStatusWidget").wait_for(state="detached", timeout=30_000)
         assert page.get_by_test_id("stException").count() == 0, page.get_by_test_id("stException").all_inner_texts()
-        assert page.get_by_test_id("stAlertContentError").count() == 0, \
-            page.get_by_test_id("stAlertContentError").all_inner_texts()
+        assert page.get_by_test_id("stAlertContentError").count() == 0, page.get_by_test_id(
+            "stAlertContentError"
+        ).all_inner_texts()
 
         # metrics table and histogram
         metrics = page.get_by_test_id("stDataFrame").first

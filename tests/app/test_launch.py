@@ -32,9 +32,23 @@ def test_indad_app_serves_until_stopped(tmp_path):
     pytest.importorskip("streamlit")
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from indad.cli.main import main; main()", "app", "--headless", "--port", str(port),
-         "--address", "127.0.0.1", "--data-root", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path)
+        [
+            sys.executable,
+            "-c",
+            "from indad.cli.main import main; main()",
+            "app",
+            "--headless",
+            "--port",
+            str(port),
+            "--address",
+            "127.0.0.1",
+            "--data-root",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
     try:
         deadline, body = time.monotonic() + 60, b""
         while time.monotonic() < deadline and proc.poll() is None:

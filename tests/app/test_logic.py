@@ -83,9 +83,16 @@ def _results(labels=True) -> logic.RunResults:
     images = [Image.new("RGB", (16, 16)) for _ in scores]
     if not labels:
         return logic.RunResults(["a", "b", "c", "d"], scores, maps, images)
-    return logic.RunResults(["good/a", "crack/b", "cut/c", "good/d"], scores, maps, images,
-                            labels=np.array([0, 1, 1, 0]), defects=["good", "crack", "cut", "good"],
-                            masks=[None, None, None, None], metrics={"f1_threshold": 0.5})
+    return logic.RunResults(
+        ["good/a", "crack/b", "cut/c", "good/d"],
+        scores,
+        maps,
+        images,
+        labels=np.array([0, 1, 1, 0]),
+        defects=["good", "crack", "cut", "good"],
+        masks=[None, None, None, None],
+        metrics={"f1_threshold": 0.5},
+    )
 
 
 def test_decisions_count_and_confusion():

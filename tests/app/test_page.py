@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from streamlit.testing.v1 import AppTest
 
-from tests.conftest import REPO, make_layout  # noqa: E402
+from tests.conftest import REPO, make_layout
 
 TIMEOUT = 300
 
@@ -84,7 +84,9 @@ def test_dataset_on_disk_train_inspect_download_and_score(datasets_root, hazelnu
     assert at.get("download_button")
 
     # The trained model scores uploaded images in the second tab.
-    test_images = sorted((hazelnut / "test" / "good").iterdir())[:1] + sorted((hazelnut / "test" / "hole").iterdir())[:1]
+    test_images = (
+        sorted((hazelnut / "test" / "good").iterdir())[:1] + sorted((hazelnut / "test" / "hole").iterdir())[:1]
+    )
     at.file_uploader(key="score_files").set_value(files(test_images)).run()
     no_failure(at)
     rows = at.dataframe[1].value
@@ -112,7 +114,8 @@ def test_upload_flow_trains_and_scores_test_uploads(hazelnut, tmp_path, restore_
 def _png(size, mode="RGB") -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (*size[::-1], 3), dtype=np.uint8)).convert(mode).save(
-        buffer, format="PNG")
+        buffer, format="PNG"
+    )
     return buffer.getvalue()
 
 
@@ -120,16 +123,21 @@ def test_bad_uploads_get_clear_messages_and_no_training(tmp_path, restore_env):
     at = app(tmp_path)
     at.sidebar.radio(key="source").set_value("Upload images").run()
     at.sidebar.file_uploader(key="good_files").set_value(
-        [("a.png", _png((32, 32)), "image/png"), ("report.pdf", b"%PDF-1.4 not an image", "application/pdf")])
+        [("a.png", _png((32, 32)), "image/png"), ("report.pdf", b"%PDF-1.4 not an image", "application/pdf")]
+    )
     at.sidebar.button(key="start").click().run()
     assert not at.exception
     errors = " ".join(e.value for e in at.error)
     assert "report.pdf (good): not an image" in errors and "At least 3 good images" in errors
     assert not at.success
 
-    mixed = [("a.png", _png((32, 32)), "image/png"), ("b.png", _png((32, 32)), "image/png"),
-             ("c.png", _png((32, 32)), "image/png"), ("big.png", _png((48, 40)), "image/png"),
-             ("gray.png", _png((32, 32), "L"), "image/png")]
+    mixed = [
+        ("a.png", _png((32, 32)), "image/png"),
+        ("b.png", _png((32, 32)), "image/png"),
+        ("c.png", _png((32, 32)), "image/png"),
+        ("big.png", _png((48, 40)), "image/png"),
+        ("gray.png", _png((32, 32), "L"), "image/png"),
+    ]
     at.sidebar.file_uploader(key="good_files").set_value(mixed)
     at.sidebar.number_input(key="patchcore_image_size").set_value(64)
     at.sidebar.button(key="start").click().run()
@@ -188,7 +196,7 @@ def test_saved_model_scores_uploads_and_bad_model_file_is_refused(tiny_model, ha
     at.file_uploader(key="model_file").set_value((path.name, path.read_bytes(), "application/octet-stream")).run()
     no_failure(at)
     images = sorted((hazelnut / "test" / "good").iterdir())[:2]
-    upload = files(images) + [("notes.txt", b"text", "text/plain")]
+    upload = [*files(images), ("notes.txt", b"text", "text/plain")]
     at.file_uploader(key="score_files").set_value(upload).run()
     assert not at.exception
     assert "notes.txt (scored): not an image" in at.error[0].value  # reported, the images still scored

@@ -17,8 +17,20 @@ from tests.conftest import REPO, make_layout
 
 def test_run_writes_results(tmp_path, datasets_root):
     out = tmp_path / "results"
-    result = CliRunner().invoke(cli, ["run", "patchcore", "--dataset", "hazelnut_reduced", "--data-root",
-                                      str(datasets_root), "--results-dir", str(out), "--quiet"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            "patchcore",
+            "--dataset",
+            "hazelnut_reduced",
+            "--data-root",
+            str(datasets_root),
+            "--results-dir",
+            str(out),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "image ROC AUC" in result.output and "hazelnut_reduced" in result.output
     files = sorted(p.name for p in out.iterdir())
@@ -35,8 +47,9 @@ def test_run_writes_results(tmp_path, datasets_root):
     rows = [line.split(",") for line in csv_lines[1:]]
     assert {r[0] for r in rows} == {"hazelnut_reduced"} and sum(r[3] == "1" for r in rows) == 8
     assert all((r[2] == "good") == (r[3] == "0") for r in rows)
-    assert image_auroc([int(r[3]) for r in rows], [float(r[4]) for r in rows]) == pytest.approx(res["image_auroc"],
-                                                                                                 abs=1e-3)
+    assert image_auroc([int(r[3]) for r in rows], [float(r[4]) for r in rows]) == pytest.approx(
+        res["image_auroc"], abs=1e-3
+    )
 
 
 def test_seed_style_script(tmp_path):
@@ -45,9 +58,25 @@ def test_seed_style_script(tmp_path):
     env = {**os.environ, "INDAD_DATA_DIR": str(tmp_path / "data")}
     config = tmp_path / "small.yaml"
     config.write_text("method: patchcore\nimage_size: 32\nf_coreset: 0.5\n")
-    proc = subprocess.run([sys.executable, "indad/run.py", "patchcore", "--dataset", "parts", "--config",
-                           str(config), "--results-dir", str(tmp_path / "res"), "-q"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "indad/run.py",
+            "patchcore",
+            "--dataset",
+            "parts",
+            "--config",
+            str(config),
+            "--results-dir",
+            str(tmp_path / "res"),
+            "-q",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "parts" in proc.stdout and layout.is_dir()
     assert len(list((tmp_path / "res").glob("*.json"))) == 1
@@ -75,8 +104,17 @@ def test_clear_errors(tmp_path):
     assert r.exit_code == 1 and "nothing_here" in r.output
     r = _invoke("run", "patchcore", "--backbone", "no_such_net", "--dataset", str(make_layout(tmp_path / "d")))
     assert r.exit_code == 1 and "unknown backbone 'no_such_net'" in r.output
-    r = _invoke("run", "patchcore", "--config", "patchcore_paper", "--dataset", "x", "--data-root", str(tmp_path),
-                "--no-download")
+    r = _invoke(
+        "run",
+        "patchcore",
+        "--config",
+        "patchcore_paper",
+        "--dataset",
+        "x",
+        "--data-root",
+        str(tmp_path),
+        "--no-download",
+    )
     assert r.exit_code == 1 and "not found" in r.output
     assert _invoke("run", "unknown-method").exit_code == 2
 

@@ -5,7 +5,15 @@ import pytest
 import torch
 from PIL import Image
 
-from indad.data import AnomalyDataset, DatasetLayoutError, ImageReadError, Preprocess, make_loader, scan_test, scan_train
+from indad.data import (
+    AnomalyDataset,
+    DatasetLayoutError,
+    ImageReadError,
+    Preprocess,
+    make_loader,
+    scan_test,
+    scan_train,
+)
 from tests.conftest import make_layout, save_image
 
 PRE = Preprocess((32, 32), None, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -86,8 +94,14 @@ def test_centre_crop_applies_to_images_and_masks(tmp_path):
 def test_loader_accepts_many_input_forms(tmp_path):
     root = make_layout(tmp_path / "ds", n_train=3)
     paths = sorted((root / "train" / "good").iterdir())
-    forms = [root, root / "train" / "good", [str(p) for p in paths], paths[0],
-             [Image.open(p) for p in paths], [np.asarray(Image.open(p)) for p in paths]]
+    forms = [
+        root,
+        root / "train" / "good",
+        [str(p) for p in paths],
+        paths[0],
+        [Image.open(p) for p in paths],
+        [np.asarray(Image.open(p)) for p in paths],
+    ]
     sizes = [sum(b["image"].shape[0] for b in make_loader(f, PRE, "train", 2)) for f in forms]
     assert sizes == [3, 3, 3, 1, 3, 3]
     # Every form gives the same tensors: the same images, in order, preprocessed alike.

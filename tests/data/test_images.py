@@ -15,7 +15,7 @@ def test_modes_become_8bit_rgb(tmp_path):
     rgba[0, 0, 3] = 0  # one transparent pixel
     Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
     Image.fromarray(gray).convert("P").save(tmp_path / "p.png")
-    Image.fromarray((gray.astype(np.uint16) * 257)).save(tmp_path / "i16.png")
+    Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "i16.png")
 
     l_img = read_image(tmp_path / "l.png")
     assert l_img.mode == "RGB" and l_img.size == (20, 12)

@@ -11,8 +11,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -69,10 +69,16 @@ def ray_cluster() -> Iterator[str]:
             _ray("stop", "--force", check=False)  # whatever a crashed run left
             shutil.rmtree(STATE / "ray", ignore_errors=True)
             port = _free_port()
-            common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", "--object-store-memory=700000000",
-                      "--disable-usage-stats"]
-            _ray("start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={STATE / 'ray'}",
-                 *common)
+            common = [
+                "--node-ip-address=127.0.0.1",
+                "--num-cpus=1",
+                "--num-gpus=0",
+                "--object-store-memory=700000000",
+                "--disable-usage-stats",
+            ]
+            _ray(
+                "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={STATE / 'ray'}", *common
+            )
             _ray("start", f"--address=127.0.0.1:{port}", *common)
             state["address"] = f"127.0.0.1:{port}"
         state["users"].append(os.getpid())

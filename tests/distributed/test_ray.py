@@ -25,8 +25,11 @@ from indad.distributed import RayEngine  # noqa: E402
 
 
 def _digests(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _scoring_workers() -> list[int]:
@@ -121,8 +124,23 @@ def test_fit_on_ray_equals_the_merged_shards(ray_cluster, hazelnut, tmp_path):
     assert all(torch.equal(r, p[order]) for r, p in zip(remote.pyramids, local.pyramids, strict=True))
     # The CLI writes one ordinary model file.
     out = tmp_path / "cli.indad"
-    result = CliRunner().invoke(cli, ["fit", "padim", str(hazelnut), "--out", str(out), "--engine", "ray",
-                                      "--address", ray_cluster, "--holdout", "0.2", "--quiet"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "fit",
+            "padim",
+            str(hazelnut),
+            "--out",
+            str(out),
+            "--engine",
+            "ray",
+            "--address",
+            ray_cluster,
+            "--holdout",
+            "0.2",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert open_scorer(out).thresholds is not None
     # A corrupt training image: the CLI names it and writes no model.
@@ -131,8 +149,23 @@ def test_fit_on_ray_equals_the_merged_shards(ray_cluster, hazelnut, tmp_path):
     for path in sorted((hazelnut / "train" / "good").iterdir())[:2]:
         (folder / path.name).write_bytes(path.read_bytes())
     (folder / "bad.png").write_bytes(b"not a png")
-    result = CliRunner().invoke(cli, ["fit", "padim", str(folder), "--out", str(tmp_path / "bad.indad"), "--engine",
-                                      "ray", "--address", ray_cluster, "--holdout", "0", "--quiet"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "fit",
+            "padim",
+            str(folder),
+            "--out",
+            str(tmp_path / "bad.indad"),
+            "--engine",
+            "ray",
+            "--address",
+            ray_cluster,
+            "--holdout",
+            "0",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 1 and "bad.png" in result.output, result.output
     assert not (tmp_path / "bad.indad").exists()
 
@@ -172,8 +205,21 @@ def test_mtd_two_level_coreset_and_scoring_on_ray(ray_cluster, request, variant,
     model_path = tmp_path / "two_level.indad"
     two.save(model_path)
     local = _local_csv(model_path, [mtd / "test"], tmp_path / "local", batch_size=16)
-    result = CliRunner().invoke(cli, ["predict", str(model_path), str(mtd / "test"), "--out", str(tmp_path / "ray"),
-                                      "--engine", "ray", "--address", ray_cluster, "--quiet"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "predict",
+            str(model_path),
+            str(mtd / "test"),
+            "--out",
+            str(tmp_path / "ray"),
+            "--engine",
+            "ray",
+            "--address",
+            ray_cluster,
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "ray" / "predictions.csv").read_text() == local
     assert len(local.splitlines()) == 1 + MTD_TEST_IMAGES[variant]

@@ -38,8 +38,12 @@ def test_folder_prediction_writes_everything_and_reports_bad_files(tiny_model, i
     result = predict_folder(TorchScorer(tiny_model), [inputs], out, batch_size=2, progress=False)
     assert result.failed == 1 and "broken.png" in capsys.readouterr().err
     rows = list(csv.DictReader((out / "predictions.csv").open()))
-    assert [r["path"] for r in rows] == [str(inputs / "a.jpg"), str(inputs / "a.png"), str(inputs / "sub" / "a.png"),
-                                         str(inputs / "sub" / "broken.png")]
+    assert [r["path"] for r in rows] == [
+        str(inputs / "a.jpg"),
+        str(inputs / "a.png"),
+        str(inputs / "sub" / "a.png"),
+        str(inputs / "sub" / "broken.png"),
+    ]
     ok, bad = rows[1], rows[3]
     assert bad["error"] and bad["score"] == ""
     t = tiny_model.thresholds
@@ -81,8 +85,9 @@ def test_cli_fit_predict_calibrate_update_export(tiny_root, inputs, tmp_path):
     rows = list(csv.DictReader((tmp_path / "out" / "predictions.csv").open()))
     pred = fitted.predict([inputs / name for name in READABLE])
     np.testing.assert_allclose([float(row["score"]) for row in rows[:3]], pred.scores, rtol=2e-5)
-    assert_pictures_show_the_map(tmp_path / "out", Path("a.png"), inputs / "a.png", pred.maps[1], fitted.preprocess,
-                                 fitted.thresholds)
+    assert_pictures_show_the_map(
+        tmp_path / "out", Path("a.png"), inputs / "a.png", pred.maps[1], fitted.preprocess, fitted.thresholds
+    )
     r = run(cli, ["calibrate", str(model), "--validation", str(tiny_root), "-q"])
     assert r.exit_code == 0 and "f1_max thresholds" in r.output, r.output
     calibrated = indad.load(model).thresholds

@@ -29,6 +29,7 @@ def exact_grid(features: torch.Tensor) -> torch.Tensor:
 
 def coverage_radius(features: torch.Tensor, centres: torch.Tensor) -> float:
     """The k-center objective: the largest distance from a point of ``features`` to its nearest centre."""
-    dist, _ = blocked_knn(features, centres.to(features.device, features.dtype), 1, block=(4096, 4096),
-                          with_indices=False)
+    dist, _ = blocked_knn(
+        features, centres.to(features.device, features.dtype), 1, block=(4096, 4096), with_indices=False
+    )
     return float(dist.max())

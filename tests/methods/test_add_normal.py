@@ -39,7 +39,7 @@ def test_spade_appends(halves):
 
 
 def test_patchcore_extends_its_bank(halves):
-    root, first, second = halves
+    _, first, second = halves
     model = PatchCore(image_size=64, f_coreset=0.1, progress=False).fit(first)
     old_bank = model.memory_bank.clone()
     added_before, fitted_before = model.predict(second), model.predict(first)

@@ -7,8 +7,16 @@ from scipy.ndimage import gaussian_filter
 from indad.methods.anomaly_map import AnomalyMapGenerator, upsample_matrix
 
 
-@pytest.mark.parametrize("grid, size, sigma", [((32, 32), (256, 256), 8.0), ((64, 48), (256, 192), 4.0),
-                                               ((5, 7), (20, 28), 4.0), ((3, 3), (9, 9), 6.0), ((8, 8), (8, 8), 0.0)])
+@pytest.mark.parametrize(
+    "grid, size, sigma",
+    [
+        ((32, 32), (256, 256), 8.0),
+        ((64, 48), (256, 192), 4.0),
+        ((5, 7), (20, 28), 4.0),
+        ((3, 3), (9, 9), 6.0),
+        ((8, 8), (8, 8), 0.0),
+    ],
+)
 def test_map_is_scipy_blur_of_the_bilinear_upsampling(grid, size, sigma):
     scores = torch.rand(2, *grid, generator=torch.Generator().manual_seed(0)) * 5
     up = F.interpolate(scores[:, None].double(), size=size, mode="bilinear", align_corners=False)[:, 0].numpy()

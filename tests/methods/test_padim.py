@@ -8,7 +8,7 @@ from tests.conftest import make_layout
 
 def slow_mahalanobis(train: np.ndarray, test: np.ndarray, eps: float) -> np.ndarray:
     """Per position: np.cov of the stacked training embeddings, inverse, distance. train (N, d, P), test (M, d, P)."""
-    n, d, p = train.shape
+    _, d, p = train.shape
     out = np.zeros((test.shape[0], p))
     for j in range(p):
         cov = np.cov(train[:, :, j], rowvar=False) + eps * np.eye(d)
@@ -46,8 +46,9 @@ def test_merge_is_exact():
 
 
 def test_pyramid_embedding_upsamples_to_the_finest():
-    emb = pyramid_embedding([torch.zeros(2, 3, 8, 8), torch.ones(2, 4, 4, 4)],
-                            stage_channels(torch.tensor([0, 3, 6]), [3, 4]))
+    emb = pyramid_embedding(
+        [torch.zeros(2, 3, 8, 8), torch.ones(2, 4, 4, 4)], stage_channels(torch.tensor([0, 3, 6]), [3, 4])
+    )
     assert emb.shape == (2, 3, 8, 8) and emb[:, 0].eq(0).all() and emb[:, 1:].eq(1).all()
 
 

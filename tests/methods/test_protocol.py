@@ -9,8 +9,20 @@ import torch
 
 from indad.methods import METHODS, AnomalyModel, ModelState
 
-SHARED = ("backbone_name", "strides", "image_size", "crop_size", "blur_sigma", "batch_size", "device", "fp16",
-          "weights", "num_workers", "seed", "progress")
+SHARED = (
+    "backbone_name",
+    "strides",
+    "image_size",
+    "crop_size",
+    "blur_sigma",
+    "batch_size",
+    "device",
+    "fp16",
+    "weights",
+    "num_workers",
+    "seed",
+    "progress",
+)
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

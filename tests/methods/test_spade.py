@@ -20,19 +20,24 @@ def slow_spade(train: list[np.ndarray], test: list[np.ndarray], k: int, kappa: i
         nearest = np.argsort(d_img, kind="stable")[:k]
         scores.append(np.sort(d_img)[:k].mean())
         stage_maps = []
-        for tr, te in zip(train[:-1], test[:-1]):
-            c, h, w = te[i].shape
+        for tr, te in zip(train[:-1], test[:-1], strict=True):
+            _, h, w = te[i].shape
             dmap = np.zeros((h, w))
             for y in range(h):
                 for x in range(w):
                     if aligned:
                         cand = [np.linalg.norm(te[i, :, y, x] - tr[n, :, y, x]) for n in nearest]
                     else:
-                        cand = [np.linalg.norm(te[i, :, y, x] - tr[n, :, yy, xx])
-                                for n in nearest for yy in range(h) for xx in range(w)]
+                        cand = [
+                            np.linalg.norm(te[i, :, y, x] - tr[n, :, yy, xx])
+                            for n in nearest
+                            for yy in range(h)
+                            for xx in range(w)
+                        ]
                     dmap[y, x] = np.mean(np.sort(cand)[:kappa])
-            up = F.interpolate(torch.from_numpy(dmap)[None, None].float(), size=(size, size), mode="bilinear",
-                               align_corners=False)
+            up = F.interpolate(
+                torch.from_numpy(dmap)[None, None].float(), size=(size, size), mode="bilinear", align_corners=False
+            )
             stage_maps.append(up[0, 0].numpy())
         maps.append(np.mean(stage_maps, axis=0))
     return np.array(scores), np.array(maps)
@@ -44,9 +49,16 @@ def test_matches_the_slow_version(aligned, kappa):
     shapes = [(4, 6, 6), (5, 3, 3), (7, 2, 2)]
     train = [torch.randn(9, *s, generator=gen) for s in shapes]
     test = [torch.randn(3, *s, generator=gen) for s in shapes]
-    module = SPADEModule(nn.Identity(), train[-1].mean(dim=(2, 3)), [t.half() for t in train[:-1]], k=4,
-                         kappa=kappa, aligned=aligned, map_generator=AnomalyMapGenerator((12, 12), sigma=0.0),
-                         searcher=TorchNearestNeighbors())
+    module = SPADEModule(
+        nn.Identity(),
+        train[-1].mean(dim=(2, 3)),
+        [t.half() for t in train[:-1]],
+        k=4,
+        kappa=kappa,
+        aligned=aligned,
+        map_generator=AnomalyMapGenerator((12, 12), sigma=0.0),
+        searcher=TorchNearestNeighbors(),
+    )
     scores, maps = module.score_features(test)
     half_train = [t.half().float().numpy() for t in train[:-1]] + [train[-1].numpy()]
     ref_scores, ref_maps = slow_spade(half_train, [t.numpy() for t in test], 4, kappa, aligned, 12)

@@ -72,7 +72,8 @@ def test_aurocs_and_single_class():
 
 
 def test_evaluate_predictions_per_defect():
-    out = evaluate_predictions(np.array([0, 0, 1, 1]), np.array([0.1, 0.5, 0.9, 0.3]),
-                               defects=["good", "good", "crack", "hole"])
+    out = evaluate_predictions(
+        np.array([0, 0, 1, 1]), np.array([0.1, 0.5, 0.9, 0.3]), defects=["good", "good", "crack", "hole"]
+    )
     assert out["image_auroc_per_defect"] == {"crack": 1.0, "hole": 0.5}
     assert np.isnan(out["pixel_auroc"]) and out["n_pixel_images"] == 0
