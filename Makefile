@@ -9,7 +9,7 @@ export INDAD_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),$(CURDIR
 # Torch's OpenMP threads sleep instead of spinning when idle: much faster on a shared machine.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test test-full app bench install clean
+.PHONY: demo test test-full lint app bench install clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,8 +35,14 @@ app: $(VENV)/.installed
 # make test runs the MTD tests on a fixed subset of MTD and leaves out their full-MTD runs (-m slow, minutes each);
 # make test-full is make test with those too (.ci/run).
 TEST_SELECT ?= -m "not slow"
-test: $(VENV)/.installed
+test: lint
 	$(PY) -m pytest -ra -n 2 --dist worksteal $(TEST_SELECT)
+
+# ruff (lint and format) and mypy, configured in pyproject.toml.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 test-full:
 	$(MAKE) test TEST_SELECT=
