@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import streamlit as st
+from PIL import Image
 
 from indad.app import logic
 from indad.config import build_model
@@ -91,7 +92,7 @@ def sidebar() -> Settings:
         )
         test_files = sb.file_uploader("Test images (optional)", accept_multiple_files=True, key="test_files") or []
     sb.header("2. Method")
-    method = sb.selectbox("Method", list(METHODS), format_func=METHOD_NAMES.get, key="method")
+    method = sb.selectbox("Method", list(METHODS), format_func=lambda m: METHOD_NAMES.get(m, m), key="method")
     backbone = sb.selectbox(
         "Backbone",
         logic.backbone_choices(),
@@ -99,7 +100,7 @@ def sidebar() -> Settings:
         help="The EfficientNet-Lite weights come with indad; the others are downloaded.",
     )
     defaults = logic.default_params(method)
-    params = {"backbone_name": logic.backbone_name(backbone)}
+    params: dict[str, Any] = {"backbone_name": logic.backbone_name(backbone)}
     for spec in logic.param_specs(method):
         default = defaults[spec.name]
         is_int = isinstance(default, int)
@@ -135,6 +136,7 @@ def train(settings: Settings) -> Run | None:
     bar = st.progress(0.0, text="Loading the backbone...")
     progress = logic.ThrottledProgress(lambda fraction, text: bar.progress(fraction, text=text))
     start = time.perf_counter()
+    train_data: list[Image.Image] | Path
     try:
         if settings.source == SOURCES[2]:
             good = logic.read_uploads(_uploaded(settings.good_files), "good", logic.MIN_GOOD_IMAGES)
@@ -151,6 +153,8 @@ def train(settings: Settings) -> Run | None:
                     raise ValueError(f"no dataset to train on: none found under {settings.root}")
                 folder = settings.dataset
             else:
+                if settings.mvtec_class is None:
+                    raise ValueError("no MVTec AD class chosen")
                 folder = resolve_dataset(settings.mvtec_class, settings.root, download=True)
             train_data, n_good, title = folder, len(list_images(folder / "train" / "good")), folder.name
         model = build_model(settings.method, {**settings.params, "progress": progress}, "settings")
@@ -214,13 +218,12 @@ def show_results(run: Run) -> None:
         if results.metrics:
             st.subheader("Metrics")
             st.dataframe(logic.metrics_rows(results.metrics), hide_index=True)
-        threshold = decisions_section(run)
-        gallery_section(run, threshold)
+        threshold = decisions_section(run, results)
+        gallery_section(run, results, threshold)
     download_section(run, threshold)
 
 
-def decisions_section(run: Run) -> float:
-    results = run.results
+def decisions_section(run: Run, results: logic.RunResults) -> float:
     st.subheader("Scores")
     lo, hi = float(results.scores.min()), float(results.scores.max())
     start = logic.default_threshold(results, run.model.thresholds)
@@ -239,16 +242,17 @@ def decisions_section(run: Run) -> float:
     counts = logic.decisions(results.scores, threshold, results.labels)
     cols = st.columns(4)
     cols[0].metric("Called defective", f"{counts.flagged} of {counts.total}")
-    if counts.tp is not None:
-        cols[1].metric("Defective found (recall)", f"{counts.tp} of {counts.tp + counts.fn}")
-        cols[2].metric("Good called defective", f"{counts.fp} of {counts.fp + counts.tn}")
+    tp, fp, fn, tn = counts.tp, counts.fp, counts.fn, counts.tn
+    if tp is not None and fp is not None and fn is not None and tn is not None:  # all set together, with labels
+        cols[1].metric("Defective found (recall)", f"{tp} of {tp + fn}")
+        cols[2].metric("Good called defective", f"{fp} of {fp + tn}")
         cols[3].metric("Precision", "-" if counts.precision is None else f"{counts.precision:.2f}")
     st.altair_chart(_histogram(results, threshold), width="stretch")
     return threshold
 
 
-def gallery_section(run: Run, threshold: float) -> None:
-    results, model = run.results, run.model
+def gallery_section(run: Run, results: logic.RunResults, threshold: float) -> None:
+    model = run.model
     st.subheader("Gallery")
     cols = st.columns([3, 2, 2])
     defects = None
