@@ -13,11 +13,11 @@ from .weights import NATIVE_SIZE, PYPI_WEIGHTS, WeightsNotFoundError, load_pretr
 OFFLINE_BACKBONES = tuple(sorted(PYPI_WEIGHTS))
 
 __all__ = [
-    "Backbone",
-    "BackboneError",
     "NATIVE_SIZE",
     "OFFLINE_BACKBONES",
     "PYPI_WEIGHTS",
+    "Backbone",
+    "BackboneError",
     "WeightsNotFoundError",
     "backbone_normalization",
     "check_backbone_name",

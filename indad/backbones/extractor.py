@@ -121,7 +121,7 @@ class Backbone(nn.Module):
         self.fp16 = bool(fp16)
         self.fingerprint = state_fingerprint(model)
 
-    def train(self, mode: bool = True) -> "Backbone":
+    def train(self, mode: bool = True) -> Backbone:
         """The backbone stays in eval mode (frozen batch-norm statistics)."""
         return super().train(False)
 

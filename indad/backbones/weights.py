@@ -13,8 +13,8 @@ import importlib
 import logging
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlparse
 
 import torch
@@ -69,7 +69,7 @@ def load_pretrained(model: nn.Module, name: str, weights: str | os.PathLike | No
     for source, loader in (("timm cache", _from_timm_cache), ("timm hub", _from_timm_hub), ("PyPI package", _from_pypi)):
         try:
             state = loader(name)
-        except Exception as exc:  # noqa: BLE001 - every failure is reported below
+        except Exception as exc:
             tried.append(f"{source}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
             continue
         if state is None:

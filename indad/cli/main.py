@@ -303,6 +303,14 @@ def calibrate_command(
     show_default=True,
     help="auto, cpu, cuda (local engine; Ray workers: --gpus-per-worker).",
 )
+@click.option(
+    "--min-area",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Defect regions (connected pixels at or above the pixel threshold) smaller than this many pixels "
+    "of the original image are left out of the region columns and predictions.jsonl.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @engine_options
 def predict_command(
@@ -314,10 +322,12 @@ def predict_command(
     batch_size: int,
     workers: int,
     device: str,
+    min_area: int,
     quiet: bool,
     **engine: Any,
 ) -> None:
-    """Score images and folders (recursively) with MODEL: CSV, heatmaps, overlays and masks in --out.
+    """Score images and folders (recursively) with MODEL: CSV, JSONL with defect regions, heatmaps, overlays and
+    masks in --out.
 
     With --engine ray, Ray workers (each loading MODEL once) score the images; MODEL, the images and --out
     must be on storage every node sees.
@@ -329,9 +339,11 @@ def predict_command(
     try:
         if runner is None:
             scorer = open_scorer(model_path, runtime, device)
-            result = predict_folder(scorer, inputs, out, overwrite, batch_size, workers, progress=not quiet)
+            result = predict_folder(
+                scorer, inputs, out, overwrite, batch_size, workers, progress=not quiet, min_area=min_area
+            )
         else:
-            result = runner.predict_folder(model_path, inputs, out, overwrite, batch_size, runtime)
+            result = runner.predict_folder(model_path, inputs, out, overwrite, batch_size, runtime, min_area)
     except USER_ERRORS as exc:
         raise _fail(exc) from exc
     defective = sum(1 for r in result.rows if r["decision"] == "defective")

@@ -73,7 +73,9 @@ class Preprocess:
 
     def mask(self, mask: np.ndarray) -> torch.Tensor:
         """A boolean mask ``(h, w)`` at the image's original size as a bool tensor ``(H, W)``."""
-        im = Image.fromarray(mask.astype(np.uint8) * 255).resize((self.resize[1], self.resize[0]), Image.Resampling.NEAREST)
+        im = Image.fromarray(mask.astype(np.uint8) * 255).resize(
+            (self.resize[1], self.resize[0]), Image.Resampling.NEAREST
+        )
         box = self.crop_box()
         if box is not None:
             im = im.crop(box)

@@ -25,7 +25,7 @@ from ..data import train_paths
 from ..errors import InputError
 from ..files import atomic_output, remove_partials
 from ..inference.folder import (
-    CSV_COLUMNS,
+    ROW_FIELDS,
     FolderPrediction,
     collect_images,
     open_scorer,
@@ -33,7 +33,7 @@ from ..inference.folder import (
     refuse_existing,
     report_error,
     score_inputs,
-    write_csv,
+    write_results,
 )
 from ..progress import Progress, progress_bar
 
@@ -159,6 +159,7 @@ class RayEngine:
         overwrite: bool = False,
         batch_size: int = 16,
         runtime: str = "torch",
+        min_area: int = 0,
     ) -> FolderPrediction:
         """:func:`~indad.inference.predict_folder` with Ray Data: each worker loads the model once and scores batches.
 
@@ -186,6 +187,7 @@ class RayEngine:
                     "threads": self.threads,
                     "base": str(base),
                     "root": str(tmp.resolve()),
+                    "min_area": min_area,
                 },
                 batch_size=1,
                 batch_format="numpy",
@@ -198,7 +200,7 @@ class RayEngine:
                     for j, i in enumerate(batch["index"].tolist()):
                         if rows[i] is not None:
                             continue  # a retried batch's rows again: same values, pictures rewritten whole
-                        row = {c: str(batch[c][j]) for c in CSV_COLUMNS}
+                        row = {c: str(batch[c][j]) for c in ROW_FIELDS}
                         # the workers saw absolute paths; the CSV names each input as it was given
                         row["path"] = str(files[i])
                         row["error"] = row["error"].replace(absolute[i], str(files[i]))
@@ -211,7 +213,7 @@ class RayEngine:
                 missing = [str(files[i]) for i, row in enumerate(rows) if row is None]
                 raise RuntimeError(f"{len(missing)} images came back from Ray without a result, e.g. {missing[0]}")
             remove_partials(tmp)  # pictures killed workers were writing (written again since)
-            write_csv(tmp, done)
+            write_results(tmp, done)
         return FolderPrediction(done, sum(1 for r in done if r["error"]), out, scorer.thresholds)
 
 
@@ -229,8 +231,11 @@ def _partial_fit(method: str, hparams: dict, paths: list[str], shards: int, thre
 class _ScoreBatches:
     """A Ray Data worker: the scorer loaded once, then batches of files -> CSV fields, pictures under ``root``."""
 
-    def __init__(self, model_path: str, runtime: str, device: str, threads: int, base: str, root: str) -> None:
+    def __init__(
+        self, model_path: str, runtime: str, device: str, threads: int, base: str, root: str, min_area: int
+    ) -> None:
         self.root = Path(root)
+        self.min_area = min_area
         if not self.root.is_dir():
             raise FileNotFoundError(
                 f"the output folder {root} is not visible on this Ray node ({os.uname().nodename}):"
@@ -245,8 +250,8 @@ class _ScoreBatches:
         first, files = int(batch["first"][0]), [str(f) for f in batch["files"][0]]
         paths = [Path(f) for f in files]
         items = [read_input(p, self.scorer.preprocess) for p in paths]
-        rows = score_inputs(self.scorer, paths, items, self.base, self.root)
+        rows = score_inputs(self.scorer, paths, items, self.base, self.root, self.min_area)
         return {
             "index": np.arange(first, first + len(rows)),
-            **{c: np.array([r[c] for r in rows], dtype=object) for c in CSV_COLUMNS},
+            **{c: np.array([r[c] for r in rows], dtype=object) for c in ROW_FIELDS},
         }

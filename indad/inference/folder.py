@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -18,10 +19,15 @@ from ..data.images import is_image_file, list_images
 from ..errors import DatasetLayoutError, ImageReadError, InputError, ModelFileError
 from ..files import atomic_output, csv_text, write_atomic
 from ..progress import Progress, track
+from ..regions import Region, find_regions
 from ..thresholds import Thresholds, decision_label, is_defective
 from .visualize import heatmap_image, map_to_original, mask_image, overlay_image
 
-CSV_COLUMNS = ("path", "score", "normalized_score", "decision", "threshold", "error")
+CSV_COLUMNS = (
+    "path", "score", "normalized_score", "decision", "threshold", "regions", "largest_area", "error"
+)  # fmt: skip
+# A row of the folder's results: the CSV columns, and every region as JSON (predictions.jsonl).
+ROW_FIELDS = (*CSV_COLUMNS, "regions_json")
 
 
 class Scorer(Protocol):
@@ -140,21 +146,26 @@ def _collate(items: list[dict]) -> list[dict]:
     return items
 
 
-def score_inputs(scorer: Scorer, paths: list[Path], items: list[dict], base: Path, root: Path) -> list[dict]:
-    """The CSV rows of inputs read by :func:`read_input`, in order; the readable ones are scored in one batch.
+def score_inputs(
+    scorer: Scorer, paths: list[Path], items: list[dict], base: Path, root: Path, min_area: int = 0
+) -> list[dict]:
+    """The result rows (:data:`ROW_FIELDS`) of inputs read by :func:`read_input`, in order.
 
-    Their pictures go under ``root`` (see :func:`predict_folder`), each file
-    written whole or not at all, so scoring an image again rewrites the same files.
+    The readable ones are scored in one batch. Their pictures go under ``root``
+    (see :func:`predict_folder`), each file written whole or not at all, so
+    scoring an image again rewrites the same files. With thresholds, each row
+    lists the image's defect regions of at least ``min_area`` pixels, in
+    original-image coordinates.
     """
     rows = [_row(path, None, scorer.thresholds, item["error"]) for path, item in zip(paths, items, strict=True)]
     good = [i for i, item in enumerate(items) if not item["error"]]
     if good:
         scores, maps = scorer(torch.stack([items[i]["image"] for i in good]))
         for i, score, amap in zip(good, scores, maps, strict=True):
-            _write_pictures(
-                root, _relative(paths[i], base), items[i]["original"], amap, scorer.preprocess, scorer.thresholds
-            )
-            rows[i] = _row(paths[i], float(score), scorer.thresholds, "")
+            full = map_to_original(amap, scorer.preprocess, items[i]["original"].size)
+            _write_pictures(root, _relative(paths[i], base), items[i]["original"], full, scorer.thresholds)
+            regions = None if scorer.thresholds is None else find_regions(full, scorer.thresholds.pixel, min_area)
+            rows[i] = _row(paths[i], float(score), scorer.thresholds, "", regions)
     return rows
 
 
@@ -163,9 +174,16 @@ def report_error(row: dict) -> None:
     print(f"error: {row['path']}: {row['error']}", file=sys.stderr)
 
 
-def write_csv(folder: Path, rows: list[dict]) -> None:
-    """``folder/predictions.csv`` from the rows (folder created)."""
-    write_atomic(folder / "predictions.csv", csv_text(rows, CSV_COLUMNS))
+def write_results(folder: Path, rows: list[dict]) -> None:
+    """``folder/predictions.csv`` (a line per image) and ``folder/predictions.jsonl`` (with every region)."""
+    write_atomic(folder / "predictions.csv", csv_text([{c: row[c] for c in CSV_COLUMNS} for row in rows], CSV_COLUMNS))
+    lines = []
+    for row in rows:
+        record: dict[str, Any] = {c: row[c] for c in ("path", "score", "decision", "error")}
+        record["score"] = float(record["score"]) if record["score"] else None
+        record["regions"] = json.loads(row["regions_json"]) if row["regions_json"] else None
+        lines.append(json.dumps(record) + "\n")
+    write_atomic(folder / "predictions.jsonl", "".join(lines))
 
 
 @dataclass
@@ -186,16 +204,22 @@ def predict_folder(
     batch_size: int = 16,
     num_workers: int = 0,
     progress: Progress = True,
+    min_area: int = 0,
 ) -> FolderPrediction:
-    """Score every image of ``inputs`` and write ``out/predictions.csv`` and per-image pictures.
+    """Score every image of ``inputs`` and write ``out/predictions.csv``, ``out/predictions.jsonl`` and pictures.
 
     For each image ``REL`` (its path relative to the input folder; see
     :func:`output_name`): ``heatmaps/REL.png`` (the anomaly map in colour, 0 to twice the pixel
     threshold), ``overlays/REL.png`` (on the original image, at its original
     size, defect outlines in white) and ``masks/REL.png`` (map at or above the
-    pixel threshold; all black without thresholds). Unreadable images get an
-    error in their CSV row and on stderr. ``out`` appears complete or not at
-    all; an existing ``out`` is replaced only with ``overwrite``.
+    pixel threshold; all black without thresholds). With thresholds, the
+    connected regions of the mask of at least ``min_area`` pixels are the
+    image's defect regions: their count and the largest area are CSV columns,
+    and ``predictions.jsonl`` lists each (:class:`~indad.regions.Region`: area,
+    bounding box, centroid in original-image pixels; peak and mean score).
+    Unreadable images get an error in their row and on stderr. ``out``
+    appears complete or not at all; an existing ``out`` is replaced only with
+    ``overwrite``.
     """
     out = refuse_existing(out, overwrite)
     files, base = collect_images(inputs, exclude=out)
@@ -206,12 +230,12 @@ def predict_folder(
     with atomic_output(out) as tmp:
         for batch in track(loader, "predict", len(loader), progress):
             indices = [item["index"] for item in batch]
-            scored = score_inputs(scorer, [files[i] for i in indices], batch, base, tmp)
+            scored = score_inputs(scorer, [files[i] for i in indices], batch, base, tmp, min_area)
             for i, row in zip(indices, scored, strict=True):
                 rows[i] = row
                 if row["error"]:
                     report_error(row)
-        write_csv(tmp, rows)
+        write_results(tmp, rows)
     return FolderPrediction(rows, sum(1 for r in rows if r["error"]), out, scorer.thresholds)
 
 
@@ -225,21 +249,25 @@ def _relative(path: Path, base: Path) -> Path:
     return absolute.relative_to(base) if base in absolute.parents else Path(absolute.name)
 
 
-def _row(path: Path, score: float | None, thresholds: Thresholds | None, error: str) -> dict:
-    row = {"path": str(path), "score": "", "normalized_score": "", "decision": "", "threshold": "", "error": error}
+def _row(
+    path: Path, score: float | None, thresholds: Thresholds | None, error: str, regions: list[Region] | None = None
+) -> dict:
+    row = dict.fromkeys(ROW_FIELDS, "") | {"path": str(path), "error": error}
     if score is not None:
         row["score"] = f"{score:.6g}"
         if thresholds is not None:
             row["normalized_score"] = f"{score / thresholds.image:.6g}"
             row["decision"] = decision_label(score, thresholds.image)
             row["threshold"] = f"{thresholds.image:.6g}"
+    if regions is not None:
+        row["regions"] = str(len(regions))
+        row["largest_area"] = str(max((r.area for r in regions), default=0))
+        row["regions_json"] = json.dumps([r.to_dict() for r in regions])
     return row
 
 
-def _write_pictures(
-    root: Path, rel: Path, original, amap: np.ndarray, preprocess: Preprocess, thresholds: Thresholds | None
-) -> None:
-    full = map_to_original(amap, preprocess, original.size)
+def _write_pictures(root: Path, rel: Path, original, full: np.ndarray, thresholds: Thresholds | None) -> None:
+    """The heatmap, overlay and mask of an image whose anomaly map at its original size is ``full``."""
     if thresholds is not None:
         mask, vmax = is_defective(full, thresholds.pixel), 2.0 * thresholds.pixel
     else:

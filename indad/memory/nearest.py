@@ -12,7 +12,7 @@ import torch
 class NearestNeighbors(Protocol):
     """A strategy object: index a bank once, then answer k-nearest queries."""
 
-    def fit(self, bank: torch.Tensor) -> "NearestNeighbors":
+    def fit(self, bank: torch.Tensor) -> NearestNeighbors:
         """Index ``bank`` ``(M, D)``."""
 
     def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,7 +26,7 @@ class FaissNearestNeighbors:
         self.index: Any = None  # a faiss index (CPU or GPU)
         self.size = 0
 
-    def fit(self, bank: torch.Tensor) -> "FaissNearestNeighbors":
+    def fit(self, bank: torch.Tensor) -> FaissNearestNeighbors:
         import faiss
 
         data = np.ascontiguousarray(bank.detach().float().cpu().numpy())
@@ -127,7 +127,7 @@ class TorchNearestNeighbors:
         self.chunk = int(chunk)
         self.bank: torch.Tensor | None = None
 
-    def fit(self, bank: torch.Tensor) -> "TorchNearestNeighbors":
+    def fit(self, bank: torch.Tensor) -> TorchNearestNeighbors:
         self.bank = bank.detach().float()
         return self
 

@@ -33,6 +33,7 @@ from ..data.transforms import as_size
 from ..errors import InputError, NotCalibratedError, NotFittedError
 from ..metrics import evaluate_predictions
 from ..progress import Progress, track
+from ..regions import Region, find_regions
 from ..thresholds import Thresholds, f1_thresholds, good_quantile_thresholds, is_defective
 from ..version import __version__
 
@@ -98,6 +99,15 @@ class Prediction:
     def masks(self) -> np.ndarray:
         """``(N, H, W)`` bool: anomaly map at or above the pixel threshold."""
         return is_defective(self.maps, self._required_thresholds().pixel)
+
+    def regions(self, min_area: int = 0) -> list[list[Region]]:
+        """Per image, its defect regions: connected parts of :attr:`masks` of at least ``min_area`` pixels.
+
+        Coordinates and areas are in pixels of the maps (the network input);
+        ``indad predict`` reports them in original-image pixels.
+        """
+        pixel = self._required_thresholds().pixel
+        return [find_regions(m, pixel, min_area) for m in self.maps]
 
 
 @dataclass(eq=False, repr=False)

@@ -1,5 +1,6 @@
 import csv
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -61,13 +62,28 @@ def test_folder_prediction_writes_everything_and_reports_bad_files(tiny_model, i
     for name, amap in zip(READABLE, pred.maps, strict=True):
         rel = Path(name if name.endswith(".png") else f"{name}.png")
         assert_pictures_show_the_map(out, rel, inputs / name, amap, tiny_model.preprocess, t)
+    # Each image's defect regions are the connected parts of its mask picture (original size), in the JSONL.
+    records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [r["path"] for r in records] == [r["path"] for r in rows] and records[3]["regions"] is None
+    for row, record, name in zip(rows[:3], records[:3], READABLE, strict=True):
+        rel = name if name.endswith(".png") else f"{name}.png"
+        mask = np.asarray(Image.open(out / "masks" / rel)) > 0
+        regions = record["regions"]
+        assert int(row["regions"]) == len(regions) and sum(r["area"] for r in regions) == int(mask.sum())
+        assert int(row["largest_area"]) == max((r["area"] for r in regions), default=0)
+        for r in regions:
+            x0, y0, x1, y1 = r["bbox"]
+            assert mask[y0:y1, x0:x1].sum() >= r["area"] and r["peak"] >= t.pixel
+    assert any(r["regions"] for r in records[:3])
     assert _digest(inputs) == before  # inputs untouched
     # An existing output folder is kept unless asked to overwrite it.
     with pytest.raises(FileExistsError, match="--overwrite"):
         predict_folder(TorchScorer(tiny_model), [inputs], out, progress=False)
     (out / "stale.txt").write_text("old")
-    predict_folder(TorchScorer(tiny_model), [inputs / "a.png"], out, overwrite=True, progress=False)
-    assert not (out / "stale.txt").exists() and len(list(csv.DictReader((out / "predictions.csv").open()))) == 1
+    predict_folder(TorchScorer(tiny_model), [inputs / "a.png"], out, overwrite=True, progress=False, min_area=10**6)
+    again = list(csv.DictReader((out / "predictions.csv").open()))
+    assert not (out / "stale.txt").exists() and len(again) == 1
+    assert again[0]["regions"] == again[0]["largest_area"] == "0"  # every region is below --min-area
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary leftovers
 
 
