@@ -415,6 +415,85 @@ def app_command(port: int, address: str | None, data_root: str | None, headless:
     serve(port, headless, address, data_root)
 
 
+@cli.command("serve")
+@MODEL_ARG
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free one).")
+@click.option(
+    "--runtime",
+    type=click.Choice(["torch", "onnx"]),
+    default=None,
+    help="torch (a model file) or onnx (an exported .onnx) [default: by the file's suffix].",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="Torch threads [default: torch's].")
+@click.option("--max-batch", default=16, show_default=True, type=click.IntRange(1), help="Most images per batch.")
+@click.option(
+    "--max-wait-ms",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Longest wait for more images before a batch is scored.",
+)
+@click.option("--max-body-mb", default=64.0, show_default=True, type=click.FloatRange(0, min_open=True))
+@click.option(
+    "--max-pixels",
+    default=50_000_000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Largest image accepted (pixels; checked before decoding).",
+)
+@click.option("--max-images", default=64, show_default=True, type=click.IntRange(1), help="Most images per request.")
+@click.option("--min-area", default=0, show_default=True, type=click.IntRange(0), help="Smallest region (pixels).")
+@click.option(
+    "--token",
+    envvar="INDAD_SERVE_TOKEN",
+    default=None,
+    help="Bearer token required on every route but /healthz [default: $INDAD_SERVE_TOKEN; none: open].",
+)
+def serve_command(
+    model_path: str,
+    host: str,
+    port: int,
+    runtime: str | None,
+    device: str,
+    threads: int | None,
+    max_batch: int,
+    max_wait_ms: float,
+    max_body_mb: float,
+    max_pixels: int,
+    max_images: int,
+    min_area: int,
+    token: str | None,
+) -> None:
+    """Serve MODEL over HTTP: POST /v1/predict, GET /v1/model, /healthz, /metrics; OpenAPI docs at /docs."""
+    try:
+        import uvicorn
+
+        from ..service import ServiceOptions, create_app
+    except ImportError as exc:
+        raise click.ClickException(f"indad serve needs its extra: pip install 'indad[serve]' ({exc})") from exc
+    from ..inference import open_scorer
+
+    make_engine("local", None, None, 1, 0, threads, False)  # --threads
+    runtime = runtime or ("onnx" if model_path.endswith(".onnx") else "torch")
+    try:
+        scorer = open_scorer(model_path, runtime, device)
+    except USER_ERRORS as exc:
+        raise _fail(exc) from exc
+    options = ServiceOptions(
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        max_body_bytes=int(max_body_mb * 2**20),
+        max_pixels=max_pixels,
+        max_images=max_images,
+        min_area=min_area,
+        token=token or None,
+        decode_threads=threads or 2,
+    )
+    uvicorn.run(create_app(scorer, options), host=host, port=port, log_level="info", access_log=False)
+
+
 def main() -> None:
     """Entry point of the ``indad`` console script."""
     cli()
