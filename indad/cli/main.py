@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -492,6 +493,68 @@ def serve_command(
         decode_threads=threads or 2,
     )
     uvicorn.run(create_app(scorer, options), host=host, port=port, log_level="info", access_log=False)
+
+
+@cli.command("watch")
+@MODEL_ARG
+@click.argument("in_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Results folder.")
+@click.option("--move", is_flag=True, help="Move each scored image to OUT/ok, OUT/ng or OUT/error.")
+@click.option("--poll", default=1.0, show_default=True, type=click.FloatRange(0.01), help="Seconds between scans.")
+@click.option(
+    "--settle",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds a file must stay unchanged (size, time) before it counts as written.",
+)
+@click.option("--once", is_flag=True, help="Score what is there, then exit (no watching).")
+@click.option(
+    "--runtime",
+    type=click.Choice(["torch", "onnx"]),
+    default=None,
+    help="torch (a model file) or onnx (an exported .onnx) [default: by the file's suffix].",
+)
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="Torch threads [default: torch's].")
+@click.option("--min-area", default=0, show_default=True, type=click.IntRange(0), help="Smallest region (pixels).")
+def watch_command(
+    model_path: str,
+    in_dir: str,
+    out: str,
+    move: bool,
+    poll: float,
+    settle: float,
+    once: bool,
+    runtime: str | None,
+    batch_size: int,
+    device: str,
+    threads: int | None,
+    min_area: int,
+) -> None:
+    """Watch IN_DIR: score each new image once (when completely written), append its result to
+    OUT/predictions.csv and OUT/predictions.jsonl, write its pictures, and with --move sort it into OUT/ok|ng.
+
+    A restart neither scores a file twice nor skips one. Stop with Ctrl-C.
+    """
+    from ..inference import open_scorer
+    from ..inference.watch import HotFolder
+
+    make_engine("local", None, None, 1, 0, threads, False)  # --threads
+    runtime = runtime or ("onnx" if model_path.endswith(".onnx") else "torch")
+    try:
+        folder = HotFolder(
+            open_scorer(model_path, runtime, device), Path(in_dir), Path(out), move, settle, batch_size, min_area
+        )
+        if not once:
+            click.echo(f"watching {in_dir} -> {out} (Ctrl-C stops)")
+        count = folder.run(poll, once=once)
+    except KeyboardInterrupt:
+        return
+    except USER_ERRORS as exc:
+        raise _fail(exc) from exc
+    click.echo(f"{count} images scored -> {out}")
 
 
 def main() -> None:

@@ -1,0 +1,141 @@
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from indad.cli.main import cli
+from indad.inference import TorchScorer, predict_folder
+from indad.inference.watch import LEDGER, TABLE, HotFolder
+from tests.conftest import save_image
+
+
+class Clock:
+    """A clock the test moves on by hand (file settling without sleeping)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _drop(folder: Path, name: str, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    return save_image(folder / name, rng.integers(0, 255, (48, 56, 3), dtype=np.uint8))
+
+
+def _ledger(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / LEDGER).read_text().splitlines()]
+
+
+def _table(out: Path) -> list[dict]:
+    return list(csv.DictReader((out / TABLE).open()))
+
+
+@pytest.fixture()
+def scorer(tiny_model):
+    return TorchScorer(tiny_model)
+
+
+def test_each_arriving_image_is_scored_once_when_settled_as_predict_scores_it(scorer, tmp_path):
+    inbox, out, clock = tmp_path / "in", tmp_path / "out", Clock()
+    folder = HotFolder(scorer, inbox.mkdir() or inbox, out, settle_s=1.0, clock=clock)
+    a, b = _drop(inbox, "a.png", 0), _drop(inbox / "sub", "b.png", 1)
+    (inbox / ".c.png.part").write_bytes(b"being written")  # hidden: never taken
+    assert folder.ready() == []  # just seen: not settled yet
+    clock.now = 0.5
+    assert folder.ready() == []
+    clock.now = 1.0
+    ready = folder.ready()
+    assert ready == [a, b]
+    folder.score(ready)
+    clock.now = 5.0
+    assert folder.ready() == []  # scored once
+    c = _drop(inbox, "c.png", 2)
+    clock.now = 6.0
+    folder.score(folder.ready())  # seen at 6.0
+    clock.now = 7.0
+    folder.score(folder.ready())
+    rows, records = _table(out), _ledger(out)
+    assert [r["path"] for r in rows] == [str(a), str(b), str(c)] == [r["path"] for r in records]
+    reference = predict_folder(scorer, [a, b, c], tmp_path / "ref", progress=False).rows
+    for row, record, want in zip(rows, records, reference, strict=True):
+        assert row["score"] == want["score"] and row["decision"] == want["decision"]
+        assert record["score"] == pytest.approx(float(want["score"]), rel=1e-5)
+    assert (out / "heatmaps" / "sub" / "b.png").is_file() and (out / "masks" / "c.png").is_file()
+    assert a.is_file()  # left in place without --move
+
+
+def test_a_file_still_growing_waits(scorer, tmp_path):
+    inbox, out, clock = tmp_path / "in", tmp_path / "out", Clock()
+    inbox.mkdir()
+    folder = HotFolder(scorer, inbox, out, settle_s=1.0, clock=clock)
+    path = _drop(inbox, "a.png", 0)
+    data = path.read_bytes()
+    path.write_bytes(data[:100])
+    folder.ready()
+    clock.now = 0.9
+    path.write_bytes(data)  # grew: seen anew
+    assert folder.ready() == []
+    clock.now = 1.5
+    assert folder.ready() == []
+    clock.now = 2.0
+    assert folder.ready() == [path]
+
+
+def test_restart_neither_scores_twice_nor_skips_and_finishes_moves(scorer, tmp_path):
+    inbox, out = tmp_path / "in", tmp_path / "out"
+    names = ["a.png", "b.png", "c.png", "d.png"]
+    paths = [_drop(inbox, n, i) for i, n in enumerate(names)]
+    assert HotFolder(scorer, inbox, out, settle_s=0).run(poll_s=0.01, once=True, timeout_s=60) == 4
+    # A crash mid-append leaves a torn last line: cut off on restart.
+    text = (out / LEDGER).read_text()
+    (out / LEDGER).write_text(text + text.splitlines()[-1][:20])
+    e = _drop(inbox, "e.png", 9)
+    # Restarted with --move: the recorded files are moved without being scored again, the new one is scored.
+    again = HotFolder(scorer, inbox, out, move=True, settle_s=0)
+    assert again.run(poll_s=0.01, once=True, timeout_s=60) == 1
+    records = _ledger(out)
+    assert [r["path"] for r in records] == [str(p) for p in paths] + [str(e)]
+    assert [r["path"] for r in _table(out)] == [r["path"] for r in records]
+    assert not list(inbox.glob("*.png"))
+    for record in records:
+        folder = {"good": "ok", "defective": "ng"}[record["decision"]]
+        assert (out / folder / Path(record["path"]).name).is_file()
+    assert records[-1]["moved_to"] == str(out / {"good": "ok", "defective": "ng"}[records[-1]["decision"]] / "e.png")
+    # A third start finds nothing to do.
+    assert HotFolder(scorer, inbox, out, move=True, settle_s=0).run(poll_s=0.01, once=True, timeout_s=10) == 0
+
+
+def test_moves_sort_by_decision_keep_same_names_apart_and_send_unreadable_files_to_error(scorer, tmp_path):
+    inbox, out = tmp_path / "in", tmp_path / "out"
+    first = _drop(inbox, "a.png", 0)
+    folder = HotFolder(scorer, inbox, out, move=True, settle_s=0)
+    folder.run(poll_s=0.01, once=True, timeout_s=60)
+    _drop(inbox, "a.png", 0)  # the same name again, later
+    (inbox / "broken.png").write_bytes(b"\x89PNG truncated")
+    folder.run(poll_s=0.01, once=True, timeout_s=60)
+    records = _ledger(out)
+    assert len(records) == 3 and records[0]["path"] == str(first)
+    moved = sorted(str(Path(r["moved_to"]).relative_to(out)) for r in records)
+    kind = {"good": "ok", "defective": "ng"}[records[0]["decision"]]
+    assert moved == sorted([f"{kind}/a.png", f"{kind}/a.1.png", "error/broken.png"])
+    assert all(Path(r["moved_to"]).is_file() for r in records)
+    assert next(r for r in records if r["error"])["score"] is None
+
+
+def test_watch_command(tiny_model, tmp_path):
+    if tiny_model.method != "patchcore":
+        pytest.skip("one method is enough for the command")
+    model = tiny_model.save(tmp_path / "m.indad")
+    inbox = tmp_path / "in"
+    for i in range(3):
+        _drop(inbox, f"{i}.png", i)
+    args = ["watch", str(model), str(inbox), "-o", str(tmp_path / "out"), "--once", "--settle", "0", "--move"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "3 images scored" in result.output and len(_table(tmp_path / "out")) == 3
+    assert not list(inbox.iterdir())
