@@ -137,7 +137,8 @@ class HotFolder:
             keys = [self._seen[p][0] for p in batch]
             items = [read_input(p, self.scorer.preprocess) for p in batch]
             scored = score_inputs(self.scorer, batch, items, self.in_dir.absolute(), self.out_dir, self.min_area)
-            records, taken = [], set()
+            records: list[dict[str, Any]] = []
+            taken: set[Path] = set()
             for path, key, row in zip(batch, keys, scored, strict=True):
                 record: dict[str, Any] = {
                     "path": row["path"],
