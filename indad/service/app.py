@@ -218,6 +218,10 @@ def create_app(scorer: Scorer, options: ServiceOptions | None = None) -> FastAPI
     async def indad_error(request: Request, exc: IndadError) -> JSONResponse:
         return error_response(metrics, 422, type(exc).__name__, str(exc))
 
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(metrics, 500, "internal", f"{type(exc).__name__}: {exc}")
+
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         """Liveness: ``{"status": "ok"}`` (no token needed)."""
