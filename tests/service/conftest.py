@@ -35,8 +35,8 @@ class Server:
         parts = [("images", (f.name, f.read_bytes(), "application/octet-stream")) for f in files]
         return requests.post(f"{self.url}/v1/predict", files=parts, params=params, headers=self.headers, timeout=60)
 
-    def post_raw(self, data: bytes, **params) -> requests.Response:
-        """POST /v1/predict with ``data`` as the raw body."""
+    def post_raw(self, data: bytes | Iterator[bytes], **params) -> requests.Response:
+        """POST /v1/predict with ``data`` as the raw body (chunked when an iterator)."""
         return requests.post(f"{self.url}/v1/predict", data=data, params=params, headers=self.headers, timeout=60)
 
 

@@ -113,6 +113,9 @@ def test_bad_input_gets_a_json_error_naming_it_and_the_server_keeps_serving(serv
     # A body over the limit is refused from its declared length.
     r = server.post_raw(os.urandom(3 * 2**20))
     assert r.status_code == 413 and r.json()["error"] == "body_too_large"
+    # ...and a chunked body of no declared length as soon as it has passed the limit.
+    r = server.post_raw(iter([os.urandom(2**20) for _ in range(3)]))
+    assert r.status_code == 413 and r.json()["error"] == "body_too_large"
     assert server.process.poll() is None
     assert server.post_images(hazelnut_images[:1]).status_code == 200
 
