@@ -1,5 +1,9 @@
 import csv
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +143,41 @@ def test_watch_command(tiny_model, tmp_path):
     assert result.exit_code == 0, result.output
     assert "3 images scored" in result.output and len(_table(tmp_path / "out")) == 3
     assert not list(inbox.iterdir())
+
+
+def _wait_for_lines(path: Path, n: int, process: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.is_file() and len(path.read_text().splitlines()) >= n:
+            return
+        assert process.poll() is None, "indad watch exited"
+        time.sleep(0.1)
+    raise AssertionError(f"{path} did not reach {n} lines in {timeout} s")
+
+
+def test_watch_process_killed_and_restarted(tiny_model, tmp_path):
+    """A real ``indad watch`` process: images dropped while it runs are scored, it is killed (SIGKILL), images dropped
+    while it is down are scored after a restart, and every image is in the results once."""
+    if tiny_model.method != "patchcore":
+        pytest.skip("one method is enough for the command")
+    model = tiny_model.save(tmp_path / "m.indad")
+    inbox, out = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    cmd = [sys.executable, "-c", "from indad.cli.main import main; main()", "watch", str(model), str(inbox)]
+    cmd += ["-o", str(out), "--move", "--poll", "0.1", "--settle", "0.3"]
+    env = os.environ | {"OMP_WAIT_POLICY": "PASSIVE"}
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for i in range(3):  # written under a hidden name and renamed, the safe hand-over
+            _drop(inbox, f".{i}.partial.png", i).rename(inbox / f"{i}.png")
+        _wait_for_lines(out / LEDGER, 3, process)
+    finally:
+        process.kill()
+        process.wait(30)
+    _drop(inbox, "3.png", 3)
+    _drop(inbox / "sub", "4.png", 4)
+    result = subprocess.run([*cmd, "--once"], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    names = sorted(Path(r["path"]).name for r in _ledger(out))
+    assert names == [f"{i}.png" for i in range(5)] and len(_table(out)) == 5
+    assert not [p for p in inbox.rglob("*") if p.is_file()]
