@@ -436,7 +436,13 @@ def app_command(port: int, address: str | None, data_root: str | None, headless:
     type=click.FloatRange(0),
     help="Longest wait for more images before a batch is scored.",
 )
-@click.option("--max-body-mb", default=64.0, show_default=True, type=click.FloatRange(0, min_open=True))
+@click.option(
+    "--max-body-mb",
+    default=64.0,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Largest request body (MiB).",
+)
 @click.option(
     "--max-pixels",
     default=50_000_000,

@@ -181,3 +181,17 @@ def test_watch_process_killed_and_restarted(tiny_model, tmp_path):
     names = sorted(Path(r["path"]).name for r in _ledger(out))
     assert names == [f"{i}.png" for i in range(5)] and len(_table(out)) == 5
     assert not [p for p in inbox.rglob("*") if p.is_file()]
+
+
+def test_move_needs_thresholds_and_the_input_folder_must_exist(tiny_model, tmp_path):
+    import copy
+
+    from indad.errors import InputError
+
+    bare = copy.copy(tiny_model)
+    bare.thresholds = None
+    (tmp_path / "in").mkdir()
+    with pytest.raises(InputError, match="no thresholds"):
+        HotFolder(TorchScorer(bare), tmp_path / "in", tmp_path / "out", move=True)
+    with pytest.raises(InputError, match="no such input folder"):
+        HotFolder(TorchScorer(tiny_model), tmp_path / "nowhere", tmp_path / "out")

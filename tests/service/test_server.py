@@ -217,3 +217,12 @@ def test_scores_do_not_depend_on_the_batch(server: Server, hazelnut_images, refe
     alone = [server.post_images([p]).json()["results"][0]["score"] for p in hazelnut_images[:3]]
     together = [x["score"] for x in server.post_images(hazelnut_images[:3]).json()["results"]]
     np.testing.assert_allclose(alone, together, rtol=2e-5)
+
+
+def test_serve_refuses_a_missing_model_with_one_message(tmp_path):
+    from click.testing import CliRunner
+
+    from indad.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["serve", str(tmp_path / "missing.indad"), "--port", "0"])
+    assert result.exit_code == 1 and "no such model file" in result.output and "Traceback" not in result.output
