@@ -11,8 +11,10 @@ not recorded is scored, so nothing is scored twice or skipped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -171,8 +173,10 @@ class HotFolder:
         return unique_destination(self.out_dir / folder / path.relative_to(self.in_dir), taken)
 
     def _move(self, source: Path, dest: Path) -> None:
+        """Move a scored file (across file systems too); one removed meanwhile is left alone."""
         dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(source, dest)
+        with contextlib.suppress(FileNotFoundError):
+            shutil.move(source, dest)
 
     def run(
         self,

@@ -195,3 +195,14 @@ def test_move_needs_thresholds_and_the_input_folder_must_exist(tiny_model, tmp_p
         HotFolder(TorchScorer(bare), tmp_path / "in", tmp_path / "out", move=True)
     with pytest.raises(InputError, match="no such input folder"):
         HotFolder(TorchScorer(tiny_model), tmp_path / "nowhere", tmp_path / "out")
+
+
+def test_a_file_removed_before_it_is_scored_is_recorded_as_an_error(scorer, tmp_path):
+    inbox, out = tmp_path / "in", tmp_path / "out"
+    path = _drop(inbox, "a.png", 0)
+    folder = HotFolder(scorer, inbox, out, move=True, settle_s=0)
+    ready = folder.ready()
+    path.unlink()
+    folder.score(ready)
+    (record,) = _ledger(out)
+    assert record["error"] and record["score"] is None and not Path(record["moved_to"]).exists()
