@@ -451,6 +451,13 @@ def app_command(port: int, address: str | None, data_root: str | None, headless:
     help="Largest image accepted (pixels; checked before decoding).",
 )
 @click.option("--max-images", default=64, show_default=True, type=click.IntRange(1), help="Most images per request.")
+@click.option(
+    "--max-queue",
+    default=256,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Most images waiting to be scored; requests beyond get 503 (busy).",
+)
 @click.option("--min-area", default=0, show_default=True, type=click.IntRange(0), help="Smallest region (pixels).")
 @click.option(
     "--token",
@@ -470,6 +477,7 @@ def serve_command(
     max_body_mb: float,
     max_pixels: int,
     max_images: int,
+    max_queue: int,
     min_area: int,
     token: str | None,
 ) -> None:
@@ -497,6 +505,7 @@ def serve_command(
         min_area=min_area,
         token=token or None,
         decode_threads=threads or 2,
+        max_queue=max_queue,
     )
     uvicorn.run(create_app(scorer, options), host=host, port=port, log_level="info", access_log=False)
 

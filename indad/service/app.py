@@ -53,6 +53,8 @@ class ServiceOptions:
         Bearer token required on every route but ``/healthz``; None: no authentication.
     decode_threads:
         Threads decoding uploads and drawing results (the scorer has its own).
+    max_queue:
+        Most images waiting to be scored; a request that would queue more gets 503 (busy: try again).
     """
 
     max_batch: int = 16
@@ -63,6 +65,7 @@ class ServiceOptions:
     min_area: int = 0
     token: str | None = None
     decode_threads: int = 2
+    max_queue: int = 256
 
 
 class RegionOut(BaseModel):
@@ -126,6 +129,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (413, "body or image too large"),
         (415, "not an image"),
         (422, "truncated or corrupt image"),
+        (503, "busy: too many images waiting (retry later)"),
     )
 }
 
@@ -254,6 +258,8 @@ def create_app(scorer: Scorer, options: ServiceOptions | None = None) -> FastAPI
         def decode_all() -> list[Image.Image]:
             return [decode_upload(data, name, options.max_pixels) for name, data in uploads]
 
+        if batcher.pending() + len(uploads) > options.max_queue:
+            raise RequestError(503, "busy", f"{batcher.pending()} images are waiting to be scored: try again")
         originals = await anyio.to_thread.run_sync(decode_all, limiter=limiter)
         tensors = await anyio.to_thread.run_sync(lambda: [scorer.preprocess.image(im) for im in originals])
         scored = await asyncio.gather(*(asyncio.wrap_future(batcher.submit(t)) for t in tensors))

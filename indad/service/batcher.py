@@ -53,6 +53,10 @@ class MicroBatcher:
             self._thread.join(timeout)
             self._thread = None
 
+    def pending(self) -> int:
+        """Images queued and not yet taken by the worker (about: other threads may be adding)."""
+        return self._queue.qsize()
+
     def submit(self, image: torch.Tensor) -> Future:
         """A future of ``(score, map)`` for one normalised image ``(3, H, W)``."""
         if self._thread is None:

@@ -226,3 +226,30 @@ def test_serve_refuses_a_missing_model_with_one_message(tmp_path):
 
     result = CliRunner().invoke(cli, ["serve", str(tmp_path / "missing.indad"), "--port", "0"])
     assert result.exit_code == 1 and "no such model file" in result.output and "Traceback" not in result.output
+
+
+def test_a_full_queue_answers_busy_and_the_server_recovers(hazelnut_model: Path, hazelnut_images: list[Path]):
+    """With at most 2 images waiting, concurrent 2-image requests are partly refused (503 busy), none is lost."""
+    from tests.service.conftest import start_server, stop_server
+
+    process, url = start_server(hazelnut_model, "--threads", "1", "--max-queue", "2", "--max-batch", "1")
+    statuses: list[int] = []
+    lock = threading.Lock()
+    parts = [("images", (p.name, p.read_bytes())) for p in hazelnut_images[:2]]
+
+    def client() -> None:
+        for _ in range(3):
+            status = requests.post(f"{url}/v1/predict", files=parts, timeout=60).status_code
+            with lock:
+                statuses.append(status)
+
+    try:
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert len(statuses) == 24 and set(statuses) == {200, 503}, statuses
+        assert requests.post(f"{url}/v1/predict", files=parts, timeout=60).status_code == 200
+    finally:
+        stop_server(process)
