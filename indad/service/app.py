@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 import numpy as np
+import torch
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from PIL import Image
@@ -255,13 +256,13 @@ def create_app(scorer: Scorer, options: ServiceOptions | None = None) -> FastAPI
                 413, "too_many_images", f"{len(uploads)} images exceed the limit of {options.max_images}"
             )
 
-        def decode_all() -> list[Image.Image]:
-            return [decode_upload(data, name, options.max_pixels) for name, data in uploads]
+        def decode_all() -> tuple[list[Image.Image], list[torch.Tensor]]:
+            images = [decode_upload(data, name, options.max_pixels) for name, data in uploads]
+            return images, [scorer.preprocess.image(im) for im in images]
 
         if batcher.pending() + len(uploads) > options.max_queue:
             raise RequestError(503, "busy", f"{batcher.pending()} images are waiting to be scored: try again")
-        originals = await anyio.to_thread.run_sync(decode_all, limiter=limiter)
-        tensors = await anyio.to_thread.run_sync(lambda: [scorer.preprocess.image(im) for im in originals])
+        originals, tensors = await anyio.to_thread.run_sync(decode_all, limiter=limiter)
         scored = await asyncio.gather(*(asyncio.wrap_future(batcher.submit(t)) for t in tensors))
 
         def describe_all() -> list[dict[str, Any]]:
