@@ -1,6 +1,7 @@
 """Frozen ImageNet CNNs (timm) and where their weights come from."""
 
 from .extractor import (
+    RUNTIMES,
     Backbone,
     BackboneError,
     backbone_normalization,
@@ -13,11 +14,12 @@ from .weights import NATIVE_SIZE, PYPI_WEIGHTS, WeightsNotFoundError, load_pretr
 OFFLINE_BACKBONES = tuple(sorted(PYPI_WEIGHTS))
 
 __all__ = [
-    "Backbone",
-    "BackboneError",
     "NATIVE_SIZE",
     "OFFLINE_BACKBONES",
     "PYPI_WEIGHTS",
+    "RUNTIMES",
+    "Backbone",
+    "BackboneError",
     "WeightsNotFoundError",
     "backbone_normalization",
     "check_backbone_name",
