@@ -11,9 +11,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..backbones import Backbone
+from ..backbones import RUNTIMES, Backbone
 from ..errors import NotFittedError
-from ..memory import GreedyCoresetSampler, NearestNeighbors, TorchNearestNeighbors, default_searcher, take_rows
+from ..memory import (
+    GreedyCoresetSampler,
+    HnswNearestNeighbors,
+    NearestNeighbors,
+    TorchNearestNeighbors,
+    default_searcher,
+    take_rows,
+)
 from .anomaly_map import AnomalyMapGenerator
 from .base import AnomalyModel, Batch, ModelState, Tensors
 
@@ -87,6 +94,7 @@ def reweighting_weights(
 
 
 IMAGE_SCORES = ("max_map", "max_patch")
+SEARCHES = ("exact", "hnsw")
 
 
 class PatchCoreModule(nn.Module):
@@ -143,6 +151,17 @@ class PatchCore(AnomalyModel):
         Gaussian blur of the anomaly map, in pixels.
     strides:
         Backbone stages used (default the strides 8 and 16).
+    backbone_runtime:
+        ``"onnxruntime"``: on the CPU the backbone's forward pass runs through ONNX
+        Runtime (the same network, features equal to torch's within 1e-4); torch
+        on CUDA. ``"torch"``: eager torch everywhere.
+    search:
+        Nearest-neighbour search of the memory bank when scoring on the CPU:
+        ``"hnsw"`` (approximate, a faiss HNSW graph; a distance is never below the
+        exact one) or ``"exact"`` (faiss flat index). On CUDA and in exported graphs
+        the search is exact.
+    ef_search:
+        Candidates the HNSW search keeps (higher: closer to exact, slower).
 
     The other parameters are those of :class:`~indad.methods.base.AnomalyModel`.
     """
@@ -155,6 +174,9 @@ class PatchCore(AnomalyModel):
     n_reweight: int = 0
     image_score: str = "max_map"
     blur_sigma: float = 8.0
+    backbone_runtime: str = "onnxruntime"
+    search: str = "hnsw"
+    ef_search: int = 64
 
     def __post_init__(self) -> None:
         if not 0 < float(self.f_coreset) <= 1:
@@ -163,11 +185,33 @@ class PatchCore(AnomalyModel):
             raise ValueError(f"n_reweight must be >= 0, got {self.n_reweight}")
         if self.image_score not in IMAGE_SCORES:
             raise ValueError(f"image_score must be one of {', '.join(IMAGE_SCORES)}, got {self.image_score!r}")
+        if self.backbone_runtime not in RUNTIMES:
+            raise ValueError(f"backbone_runtime must be one of {', '.join(RUNTIMES)}, got {self.backbone_runtime!r}")
+        if self.search not in SEARCHES:
+            raise ValueError(f"search must be one of {', '.join(SEARCHES)}, got {self.search!r}")
+        if int(self.ef_search) < 1:
+            raise ValueError(f"ef_search must be >= 1, got {self.ef_search}")
+        self.ef_search = int(self.ef_search)
         self.f_coreset = float(self.f_coreset)
         self.projection_dim = int(self.projection_dim)
         self.n_reweight = int(self.n_reweight)
         super().__post_init__()
         self.memory_bank: torch.Tensor | None = None
+
+    @property
+    def backbone(self) -> Backbone:
+        """The frozen feature extractor (built on first use), running its forward pass on :attr:`backbone_runtime`."""
+        backbone = super().backbone
+        backbone.runtime = self.backbone_runtime
+        return backbone
+
+    def searcher(self, exportable: bool = False) -> NearestNeighbors:
+        """The nearest-neighbour search the scoring module uses (see :attr:`search`)."""
+        if exportable:
+            return TorchNearestNeighbors()
+        if self.search == "hnsw" and torch.device(self.device).type == "cpu":
+            return HnswNearestNeighbors(ef_search=self.ef_search)
+        return default_searcher(self.device)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Patch features ``(B * h * w, D)`` of a normalised batch."""
@@ -221,7 +265,7 @@ class PatchCore(AnomalyModel):
         return PatchCoreModule(
             self.backbone,
             self._fitted_bank(),
-            TorchNearestNeighbors() if exportable else default_searcher(self.device),
+            self.searcher(exportable),
             AnomalyMapGenerator(self.preprocess.output_size, self.blur_sigma),
             self.n_reweight,
             self.image_score,

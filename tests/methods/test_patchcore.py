@@ -128,3 +128,35 @@ def test_tensor_input_and_unlabelled_evaluate(fitted):
     assert pred.paths == ["<tensor 0>", "<tensor 1>", "<tensor 2>"] and pred.maps.shape == (3, 64, 64)
     with pytest.raises(ValueError, match="labelled data"):
         model.evaluate(root / "test" / "good")
+
+
+def test_scoring_settings_round_trip_and_are_refused_when_unknown(tmp_path):
+    model = PatchCore(backbone_runtime="torch", search="exact", ef_search=32, progress=False)
+    params = model.hparams()
+    assert (params["backbone_runtime"], params["search"], params["ef_search"]) == ("torch", "exact", 32)
+    assert PatchCore(**params).hparams() == params
+    for bad in ({"backbone_runtime": "tensorrt"}, {"search": "ivf"}, {"ef_search": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            PatchCore(**bad)
+
+
+def test_fast_and_exact_scoring_agree_and_survive_save_and_load(fitted, tmp_path):
+    """ONNX Runtime + HNSW (the default) against torch + exact search on one bank; a saved model scores the same."""
+    import indad
+    from indad.memory import HnswNearestNeighbors
+
+    model, root = fitted
+    assert (model.backbone_runtime, model.search) == ("onnxruntime", "hnsw")
+    assert isinstance(model.build_module().searcher, HnswNearestNeighbors)
+    fast = model.predict(root)
+    exact = indad.load(model.save(tmp_path / "m.indad"), device="cpu")
+    exact.backbone_runtime, exact.search = "torch", "exact"
+    exact.module = exact.build_module().eval()
+    ref = exact.predict(root)
+    assert isinstance(exact.module.searcher, FaissNearestNeighbors)
+    assert np.allclose(fast.scores, ref.scores, rtol=1e-3, atol=1e-4)
+    assert np.allclose(fast.maps, ref.maps, rtol=1e-3, atol=1e-4)
+    loaded = indad.load(tmp_path / "m.indad", device="cpu")
+    assert loaded.hparams() == model.hparams()
+    again = loaded.predict(root)
+    assert np.array_equal(again.scores, fast.scores) and np.array_equal(again.maps, fast.maps)

@@ -1,0 +1,148 @@
+"""PatchCore scoring speed and accuracy of runtime / search variants against the previous default, in one run.
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/scoring.py [--data-root ../shared/datasets]
+        [--datasets mtd,hazelnut_reduced] [--fraction 0.01] [--images 64] [--passes 3]
+        [--variants torch+exact,onnxruntime+exact,torch+hnsw64,onnxruntime+hnsw64] [--no-accuracy]
+
+PatchCore is fitted once per dataset with its default config (the fitted model
+is cached with ``model.save`` under ``--cache``, so later runs do not refit;
+the backbone runtime and the search are scoring settings, the fitted bank is
+the same). A variant is ``RUNTIME+SEARCH``: ``torch`` or ``onnxruntime``, and
+``exact`` or ``hnswN`` (HNSW with ``ef_search`` N). The first variant is the
+reference (the default before issue 16: ``torch+exact``).
+
+Speed: ``model.predict`` on the first ``--images`` test images of the first
+dataset (decoded and preprocessed beforehand, so the time is scoring only) at
+batch 1 and 16; in each pass every variant runs in turn (interleaved), and
+the fastest of ``--passes`` passes is kept. The ratio is to the reference
+variant measured in the same run.
+
+Accuracy: ``model.evaluate`` on the whole test split of every dataset: image
+and pixel ROC AUC, and the share of images whose decision (score at or above
+the reference's F1-optimal threshold) equals the reference's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def parse_variant(text: str) -> dict[str, Any]:
+    """``"onnxruntime+hnsw64"`` -> PatchCore scoring settings."""
+    runtime, search = text.split("+")
+    if search == "exact":
+        return {"backbone_runtime": runtime, "search": "exact"}
+    if not search.startswith("hnsw"):
+        raise ValueError(f"unknown search {search!r} in variant {text!r}")
+    return {"backbone_runtime": runtime, "search": "hnsw", "ef_search": int(search[4:] or 64)}
+
+
+def fitted_model(data_root: Path, dataset: str, fraction: float, cache: Path) -> Path:
+    """The cached model file of PatchCore fitted on ``dataset`` (fitted and saved when missing)."""
+    from indad.methods import PatchCore
+
+    path = cache / f"patchcore_{dataset}_{fraction:g}.indad"
+    if not path.exists():
+        start = time.perf_counter()
+        model = PatchCore(f_coreset=fraction, device="cpu", progress=False).fit(data_root / dataset)
+        print(json.dumps({"fitted": dataset, "fit_s": round(time.perf_counter() - start, 1), **model.timings}),
+              flush=True)
+        model.save(path)
+    return path
+
+
+def load_variant(path: Path, settings: dict[str, Any]) -> Any:
+    """The model in ``path`` with the variant's scoring settings (the same fitted bank)."""
+    from indad import load
+
+    model = load(path, device="cpu")
+    for key, value in settings.items():
+        setattr(model, key, value)
+    model.module = model.build_module().eval()
+    return model
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-root", default="../shared/datasets")
+    p.add_argument("--datasets", default="mtd,hazelnut_reduced")
+    p.add_argument("--fraction", type=float, default=0.01)
+    p.add_argument("--cache", default="/tmp/indad_scoring_cache")
+    p.add_argument("--images", type=int, default=64)
+    p.add_argument("--passes", type=int, default=3)
+    p.add_argument("--batches", default="1,16")
+    p.add_argument("--variants", default="torch+exact,onnxruntime+exact,torch+hnsw64,onnxruntime+hnsw64")
+    p.add_argument("--no-accuracy", action="store_true")
+    p.add_argument("--json", help="also write the results here")
+    args = p.parse_args()
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+    from indad.data import read_image, scan_test
+
+    root, cache = Path(args.data_root), Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    datasets = args.datasets.split(",")
+    names = args.variants.split(",")
+    batches = [int(b) for b in args.batches.split(",")]
+    paths = {ds: fitted_model(root, ds, args.fraction, cache) for ds in datasets}
+
+    # ---- speed, interleaved, on the first dataset
+    models = {n: load_variant(paths[datasets[0]], parse_variant(n)) for n in names}
+    first = next(iter(models.values()))
+    tests = scan_test(root / datasets[0])[: args.images]
+    images = torch.stack([first.preprocess.image(read_image(s.path)) for s in tests])
+    for model in models.values():  # warm-up: ONNX export and session, HNSW graph, operators
+        model.predict(images[:16], batch_size=16)
+    times: dict[str, dict[int, list[float]]] = {n: {b: [] for b in batches} for n in names}
+    for _ in range(args.passes):
+        for n, model in models.items():
+            for b in batches:
+                start = time.perf_counter()
+                model.predict(images, batch_size=b)
+                times[n][b].append(1000 * (time.perf_counter() - start) / len(images))
+    best = {n: {b: min(v) for b, v in times[n].items()} for n in names}
+    ref = names[0]
+
+    # ---- accuracy on every dataset
+    acc: dict[str, dict[str, dict[str, float]]] = {n: {} for n in names}
+    if not args.no_accuracy:
+        for ds in datasets:
+            ref_result: dict[str, Any] | None = None
+            for n in names:
+                model = models[n] if ds == datasets[0] else load_variant(paths[ds], parse_variant(n))
+                result = model.evaluate(root / ds)
+                if ref_result is None:
+                    ref_result = result
+                thr = ref_result["f1_threshold"]
+                same = np.mean((np.asarray(result["scores"]) >= thr) == (np.asarray(ref_result["scores"]) >= thr))
+                acc[n][ds] = {"image_auroc": result["image_auroc"], "pixel_auroc": result["pixel_auroc"],
+                              "same_decisions": float(same)}
+                print(json.dumps({"variant": n, "dataset": ds, **acc[n][ds]}), flush=True)
+
+    print(f"\nPatchCore {args.fraction:g}, {args.images} {datasets[0]} test images, fastest of {args.passes} "
+          f"interleaved passes, {torch.get_num_threads()} threads; ratio = reference ({ref}) / variant\n")
+    head = "| variant | " + " | ".join(f"batch {b} ms/img (x faster)" for b in batches)
+    for ds in datasets if acc[ref] else []:
+        head += f" | {ds} image / pixel ROC AUC | same decisions"
+    print(head + " |")
+    print("|---" * (1 + len(batches) + (2 * len(datasets) if acc[ref] else 0)) + "|")
+    for n in names:
+        row = f"| {n} | " + " | ".join(f"{best[n][b]:.1f} (x{best[ref][b] / best[n][b]:.2f})" for b in batches)
+        for ds in datasets if acc[n] else []:
+            a = acc[n][ds]
+            row += f" | {a['image_auroc']:.4f} / {a['pixel_auroc']:.4f} | {100 * a['same_decisions']:.1f}%"
+        print(row + " |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"times": times, "best": best, "accuracy": acc}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
