@@ -8,8 +8,10 @@ PatchCore is fitted once per dataset with its default config (the fitted model
 is cached with ``model.save`` under ``--cache``, so later runs do not refit;
 the backbone runtime and the search are scoring settings, the fitted bank is
 the same). A variant is ``RUNTIME+SEARCH``: ``torch`` or ``onnxruntime``, and
-``exact`` or ``hnswN`` (HNSW with ``ef_search`` N). The first variant is the
-reference (the default before issue 16: ``torch+exact``).
+``exact`` or ``hnswN`` (HNSW with ``ef_search`` N), optionally ``@FRACTION``:
+the bank of that coreset fraction instead of ``--fraction``'s (e.g.
+``onnxruntime+hnsw16@0.1``). The first variant is the reference (the default
+before issue 16: ``torch+exact``).
 
 Speed: ``model.predict`` on the first ``--images`` test images of the first
 dataset (decoded and preprocessed beforehand, so the time is scoring only) at
@@ -27,17 +29,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's indad, not an installed one
 import torch
 
 
 def parse_variant(text: str) -> dict[str, Any]:
-    """``"onnxruntime+hnsw64"`` -> PatchCore scoring settings."""
-    runtime, search = text.split("+")
+    """``"onnxruntime+hnsw64"`` -> PatchCore scoring settings (an ``@FRACTION`` suffix names the bank, see main)."""
+    runtime, search = text.split("@")[0].split("+")
     if search == "exact":
         return {"backbone_runtime": runtime, "search": "exact"}
     if not search.startswith("hnsw"):
@@ -81,6 +86,7 @@ def main() -> None:
     p.add_argument("--batches", default="1,16")
     p.add_argument("--variants", default="torch+exact,onnxruntime+exact,torch+hnsw64,onnxruntime+hnsw64")
     p.add_argument("--no-accuracy", action="store_true")
+    p.add_argument("--no-speed", action="store_true")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -92,23 +98,24 @@ def main() -> None:
     datasets = args.datasets.split(",")
     names = args.variants.split(",")
     batches = [int(b) for b in args.batches.split(",")]
-    paths = {ds: fitted_model(root, ds, args.fraction, cache) for ds in datasets}
+    fraction = {n: float(n.split("@")[1]) if "@" in n else args.fraction for n in names}
+    paths = {(ds, f): fitted_model(root, ds, f, cache) for ds in datasets for f in set(fraction.values())}
 
     # ---- speed, interleaved, on the first dataset
-    models = {n: load_variant(paths[datasets[0]], parse_variant(n)) for n in names}
+    models = {n: load_variant(paths[(datasets[0], fraction[n])], parse_variant(n)) for n in names}
     first = next(iter(models.values()))
     tests = scan_test(root / datasets[0])[: args.images]
     images = torch.stack([first.preprocess.image(read_image(s.path)) for s in tests])
-    for model in models.values():  # warm-up: ONNX export and session, HNSW graph, operators
+    for model in models.values() if not args.no_speed else ():  # warm-up: ONNX session, HNSW graph, operators
         model.predict(images[:16], batch_size=16)
     times: dict[str, dict[int, list[float]]] = {n: {b: [] for b in batches} for n in names}
-    for _ in range(args.passes):
+    for _ in range(0 if args.no_speed else args.passes):
         for n, model in models.items():
             for b in batches:
                 start = time.perf_counter()
                 model.predict(images, batch_size=b)
                 times[n][b].append(1000 * (time.perf_counter() - start) / len(images))
-    best = {n: {b: min(v) for b, v in times[n].items()} for n in names}
+    best = {n: {b: min(v, default=float("nan")) for b, v in times[n].items()} for n in names}
     ref = names[0]
 
     # ---- accuracy on every dataset
@@ -117,7 +124,7 @@ def main() -> None:
         for ds in datasets:
             ref_result: dict[str, Any] | None = None
             for n in names:
-                model = models[n] if ds == datasets[0] else load_variant(paths[ds], parse_variant(n))
+                model = models[n] if ds == datasets[0] else load_variant(paths[(ds, fraction[n])], parse_variant(n))
                 result = model.evaluate(root / ds)
                 if ref_result is None:
                     ref_result = result

@@ -142,6 +142,11 @@ class PatchCore(AnomalyModel):
         k-center selection (1.0 keeps every patch).
     projection_dim:
         Dimensions of the random projection the coreset distances use.
+    coreset_subsample:
+        Share of the training patches (a seeded random subset) the greedy
+        k-center selection chooses from; the bank keeps ``f_coreset`` of all
+        patches all the same. Below 1 the selection takes about that share of
+        its time (neighbouring patches overlap, so most are near-duplicates).
     n_reweight:
         Neighbours ``b`` of the image-score re-weighting of Eq. 7 (0 disables it).
     image_score:
@@ -171,6 +176,7 @@ class PatchCore(AnomalyModel):
 
     f_coreset: float = 0.01
     projection_dim: int = 128
+    coreset_subsample: float = 1.0
     n_reweight: int = 0
     image_score: str = "max_map"
     blur_sigma: float = 8.0
@@ -181,6 +187,9 @@ class PatchCore(AnomalyModel):
     def __post_init__(self) -> None:
         if not 0 < float(self.f_coreset) <= 1:
             raise ValueError(f"f_coreset must be in (0, 1], got {self.f_coreset}")
+        if not 0 < float(self.coreset_subsample) <= 1:
+            raise ValueError(f"coreset_subsample must be in (0, 1], got {self.coreset_subsample}")
+        self.coreset_subsample = float(self.coreset_subsample)
         if int(self.n_reweight) < 0:
             raise ValueError(f"n_reweight must be >= 0, got {self.n_reweight}")
         if self.image_score not in IMAGE_SCORES:
@@ -234,9 +243,22 @@ class PatchCore(AnomalyModel):
             raise ValueError("PatchCore: no training images")
         self.timings["features_s"] = time.perf_counter() - start
         start = time.perf_counter()
-        keep = self._sampler(min(1.0, self.f_coreset * shards)).select(chunks)
+        total = sum(len(c) for c in chunks)
+        if self.coreset_subsample < 1:
+            chunks = self._subsample(chunks)
+        n = min(sum(len(c) for c in chunks), max(1, round(min(1.0, self.f_coreset * shards) * total)))
+        keep = self._sampler().select(chunks, n)
         self.timings["coreset_s"] = time.perf_counter() - start
-        return {"features": take_rows(chunks, keep).float(), "count": torch.tensor(sum(len(c) for c in chunks))}
+        return {"features": take_rows(chunks, keep).float(), "count": torch.tensor(total)}
+
+    def _subsample(self, chunks: list[torch.Tensor]) -> list[torch.Tensor]:
+        """A seeded random ``coreset_subsample`` share of each chunk's rows, in their order."""
+        gen = torch.Generator().manual_seed(self.seed)
+        out = []
+        for chunk in chunks:
+            keep = torch.randperm(len(chunk), generator=gen)[: max(1, round(self.coreset_subsample * len(chunk)))]
+            out.append(chunk[keep.sort().values.to(chunk.device)])
+        return out
 
     def merge_states(self, parts: list[Tensors]) -> None:
         union = torch.cat([p["features"].to(self.device) for p in parts])

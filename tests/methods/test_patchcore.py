@@ -160,3 +160,13 @@ def test_fast_and_exact_scoring_agree_and_survive_save_and_load(fitted, tmp_path
     assert loaded.hparams() == model.hparams()
     again = loaded.predict(root)
     assert np.array_equal(again.scores, fast.scores) and np.array_equal(again.maps, fast.maps)
+
+
+def test_coreset_subsample_keeps_the_bank_size(fitted):
+    model, root = fitted
+    sub = PatchCore(image_size=64, f_coreset=0.25, batch_size=4, coreset_subsample=0.5, progress=False).fit(root)
+    assert sub.memory_bank.shape == model.memory_bank.shape
+    assert not torch.equal(sub.memory_bank, model.memory_bank)
+    assert sub.hparams()["coreset_subsample"] == 0.5
+    with pytest.raises(ValueError, match="coreset_subsample"):
+        PatchCore(coreset_subsample=0)
