@@ -52,7 +52,7 @@ def main() -> None:
         for ds in datasets:
             for n in names:
                 runtime, dim, *sub = n.split(":")
-                model = PatchCore(f_coreset=args.fraction, backbone_runtime=runtime, projection_dim=int(dim),
+                model = PatchCore(f_coreset=args.fraction, fit_runtime=runtime, projection_dim=int(dim),
                                   coreset_subsample=float(sub[0]) if sub else 1.0, search="exact", device="cpu",
                                   progress=False)
                 start = time.perf_counter()

@@ -157,9 +157,15 @@ class PatchCore(AnomalyModel):
     strides:
         Backbone stages used (default the strides 8 and 16).
     backbone_runtime:
-        ``"onnxruntime"``: on the CPU the backbone's forward pass runs through ONNX
-        Runtime (the same network, features equal to torch's within 1e-4); torch
-        on CUDA. ``"torch"``: eager torch everywhere.
+        Runtime of the backbone when scoring. ``"onnxruntime"``: on the CPU the
+        forward pass runs through ONNX Runtime (the same network, features equal
+        to torch's within 1e-4); torch on CUDA. ``"torch"``: eager torch everywhere.
+    fit_runtime:
+        Runtime of the backbone when fitting (and in :meth:`add_normal`), as
+        ``backbone_runtime``. Default ``"torch"``: the greedy coreset amplifies
+        the 1e-5 differences of ONNX Runtime's features into another bank
+        (measured on MTD: image ROC AUC 0.9715 against 0.9767), so the fit keeps
+        torch's features unless asked.
     search:
         Nearest-neighbour search of the memory bank when scoring on the CPU:
         ``"hnsw"`` (approximate, a faiss HNSW graph; a distance is never below the
@@ -187,6 +193,7 @@ class PatchCore(AnomalyModel):
     image_score: str = "max_map"
     blur_sigma: float = 8.0
     backbone_runtime: str = "onnxruntime"
+    fit_runtime: str = "torch"
     search: str = "hnsw"
     ef_search: int = 16
 
@@ -200,8 +207,9 @@ class PatchCore(AnomalyModel):
             raise ValueError(f"n_reweight must be >= 0, got {self.n_reweight}")
         if self.image_score not in IMAGE_SCORES:
             raise ValueError(f"image_score must be one of {', '.join(IMAGE_SCORES)}, got {self.image_score!r}")
-        if self.backbone_runtime not in RUNTIMES:
-            raise ValueError(f"backbone_runtime must be one of {', '.join(RUNTIMES)}, got {self.backbone_runtime!r}")
+        for name in ("backbone_runtime", "fit_runtime"):
+            if getattr(self, name) not in RUNTIMES:
+                raise ValueError(f"{name} must be one of {', '.join(RUNTIMES)}, got {getattr(self, name)!r}")
         if self.search not in SEARCHES:
             raise ValueError(f"search must be one of {', '.join(SEARCHES)}, got {self.search!r}")
         if int(self.ef_search) < 1:
@@ -233,6 +241,16 @@ class PatchCore(AnomalyModel):
         queries, _ = patch_queries(self.backbone, images)
         return queries.reshape(-1, queries.shape[-1])
 
+    def _fit_embed(self, images: torch.Tensor) -> torch.Tensor:
+        """:meth:`embed` with the backbone on :attr:`fit_runtime`."""
+        backbone = self.backbone
+        backbone.runtime = self.fit_runtime
+        try:
+            queries, _ = patch_queries(backbone, images)
+        finally:
+            backbone.runtime = self.backbone_runtime
+        return queries.reshape(-1, queries.shape[-1])
+
     def _sampler(self, fraction: float | None = None) -> GreedyCoresetSampler:
         return GreedyCoresetSampler(fraction or self.f_coreset, self.projection_dim, self.seed, self.progress)
 
@@ -244,7 +262,7 @@ class PatchCore(AnomalyModel):
         """
         start = time.perf_counter()
         # Until the coreset is chosen, the patches live in float16 chunks: half the memory, no copy to join them.
-        chunks = [self.embed(batch["image"]).half() for batch in batches]
+        chunks = [self._fit_embed(batch["image"]).half() for batch in batches]
         if not chunks:
             raise ValueError("PatchCore: no training images")
         self.timings["features_s"] = time.perf_counter() - start
@@ -279,7 +297,7 @@ class PatchCore(AnomalyModel):
 
     def extend_state(self, batches: Iterable[Batch]) -> None:
         bank = self._fitted_bank()
-        new = torch.cat([self.embed(batch["image"]) for batch in batches])
+        new = torch.cat([self._fit_embed(batch["image"]) for batch in batches])
         keep = self._sampler().extend(bank, new)
         self.memory_bank = torch.cat([bank, new[keep]]).contiguous()
 

@@ -131,11 +131,12 @@ def test_tensor_input_and_unlabelled_evaluate(fitted):
 
 
 def test_scoring_settings_round_trip_and_are_refused_when_unknown(tmp_path):
-    model = PatchCore(backbone_runtime="torch", search="exact", ef_search=32, progress=False)
+    model = PatchCore(backbone_runtime="torch", fit_runtime="onnxruntime", search="exact", ef_search=32, progress=False)
     params = model.hparams()
     assert (params["backbone_runtime"], params["search"], params["ef_search"]) == ("torch", "exact", 32)
+    assert params["fit_runtime"] == "onnxruntime" and PatchCore().fit_runtime == "torch"
     assert PatchCore(**params).hparams() == params
-    for bad in ({"backbone_runtime": "tensorrt"}, {"search": "ivf"}, {"ef_search": 0}):
+    for bad in ({"backbone_runtime": "tensorrt"}, {"fit_runtime": "tvm"}, {"search": "ivf"}, {"ef_search": 0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             PatchCore(**bad)
 
@@ -147,6 +148,7 @@ def test_fast_and_exact_scoring_agree_and_survive_save_and_load(fitted, tmp_path
 
     model, root = fitted
     assert (model.backbone_runtime, model.search) == ("onnxruntime", "hnsw")
+    assert model.backbone.runtime == "onnxruntime"  # the fit ran torch (fit_runtime), scoring runs ONNX Runtime
     assert isinstance(model.build_module().searcher, HnswNearestNeighbors)
     fast = model.predict(root)
     exact = indad.load(model.save(tmp_path / "m.indad"), device="cpu")
