@@ -1,6 +1,7 @@
 """Frozen ImageNet CNNs (timm) and where their weights come from."""
 
 from .extractor import (
+    RUNTIMES,
     Backbone,
     BackboneError,
     backbone_normalization,
@@ -16,6 +17,7 @@ __all__ = [
     "NATIVE_SIZE",
     "OFFLINE_BACKBONES",
     "PYPI_WEIGHTS",
+    "RUNTIMES",
     "Backbone",
     "BackboneError",
     "WeightsNotFoundError",

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import logging
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +15,11 @@ from torch import nn
 
 from ..errors import BackboneError
 from .weights import load_pretrained
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("torch", "onnxruntime")
+"""How a backbone runs its forward pass: eager torch, or an ONNX Runtime session of the same network (CPU)."""
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -65,6 +73,12 @@ class Backbone(nn.Module):
         Optional explicit weight file; see :func:`indad.backbones.weights.load_pretrained`.
     fp16:
         Run the network in half precision with autocast (CUDA only).
+    runtime:
+        ``"torch"`` (eager), or ``"onnxruntime"``: on the CPU the forward pass runs
+        through an ONNX Runtime session of the same pruned network, exported once
+        per backbone (in memory) and checked against torch on its first call;
+        on CUDA, while tracing or exporting, and when ONNX Runtime is missing or
+        disagrees with torch, the forward pass is torch's.
 
     Attributes
     ----------
@@ -83,9 +97,13 @@ class Backbone(nn.Module):
         strides: Sequence[int],
         weights: str | os.PathLike | None = None,
         fp16: bool = False,
+        runtime: str = "torch",
     ) -> None:
         super().__init__()
         import timm
+
+        if runtime not in RUNTIMES:
+            raise BackboneError(f"unknown backbone runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
 
         check_backbone_name(name)
         # timm's random initialisation and the weight sources draw from torch's generator: leave the caller's alone
@@ -120,18 +138,95 @@ class Backbone(nn.Module):
         self.mean, self.std = backbone_normalization(name)
         self.fp16 = bool(fp16)
         self.fingerprint = state_fingerprint(model)
+        self.runtime = runtime
+        self._sessions: dict[tuple[int, int], Any] = {}  # ONNX Runtime sessions by input size, made on first use
+        self._session_failed = False
 
     def train(self, mode: bool = True) -> Backbone:
         """The backbone stays in eval mode (frozen batch-norm statistics)."""
         return super().train(False)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (e.g. sent to a Ray worker): the ONNX Runtime session is made again where it is used."""
+        state = self.__dict__.copy()
+        state["_sessions"] = {}
+        return state
+
+    def _uses_onnxruntime(self, x: torch.Tensor) -> bool:
+        if self.runtime != "onnxruntime" or self._session_failed or x.device.type != "cpu" or x.requires_grad:
+            return False
+        tracing = torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
+        return not (tracing or torch.onnx.is_in_onnx_export())
+
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Feature maps, one per requested stride, for a normalised batch ``(B, 3, H, W)``."""
+        if self._uses_onnxruntime(x):
+            size = (int(x.shape[-2]), int(x.shape[-1]))
+            if size not in self._sessions:
+                self._sessions[size] = self._make_session(x)
+            session = self._sessions[size]
+            if session is not None:
+                outputs = session.run(None, {"images": x.detach().float().contiguous().numpy()})
+                return [torch.from_numpy(o) for o in outputs]
+        return self._torch_forward(x)
+
+    def _torch_forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         use_amp = self.fp16 and x.device.type == "cuda"
         with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
             feats = self.model.forward_intermediates(x, indices=self.indices, intermediates_only=True)
         return [f.float() for f in feats]
+
+    def _make_session(self, example: torch.Tensor, tolerance: float = 1e-3) -> Any:
+        """An ONNX Runtime session of the network, or None (torch is used) when it cannot be made or disagrees."""
+        try:
+            session = onnxruntime_session(self, example.shape[-2:])
+            probe = example[:1].detach().float().contiguous()
+            got = session.run(None, {"images": probe.numpy()})
+            want = self._torch_forward(probe)
+            scale = max(1.0, max(float(w.abs().max()) for w in want))
+            err = max(float((torch.from_numpy(g) - w).abs().max()) for g, w in zip(got, want, strict=True))
+            if err > tolerance * scale:
+                raise RuntimeError(f"ONNX Runtime features differ from torch's by {err:.3g} (scale {scale:.3g})")
+            return session
+        except Exception as exc:  # any failure falls back to torch, with the reason logged
+            self._session_failed = True
+            log.warning("backbone %s: ONNX Runtime not used (%s); running torch", self.name, exc)
+            return None
+
+
+class _Intermediates(nn.Module):
+    """The pruned network as a plain module returning its feature maps as a tuple (what the ONNX export traces)."""
+
+    def __init__(self, backbone: Backbone) -> None:
+        super().__init__()
+        self.model = backbone.model
+        self.indices = backbone.indices
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.model.forward_intermediates(x, indices=self.indices, intermediates_only=True))
+
+
+def onnxruntime_session(backbone: Backbone, size: Sequence[int], threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session of ``backbone``'s network (input ``images``, dynamic batch), exported in memory."""
+    import onnxruntime as ort
+
+    buffer = io.BytesIO()
+    names = [f"stride{s}" for s in backbone.strides]
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")
+        example = torch.zeros(1, 3, int(size[0]), int(size[1]))
+        torch.onnx.export(_Intermediates(backbone).eval(), (example,), buffer,  # type: ignore[arg-type]
+                          input_names=["images"],
+                          output_names=names, dynamic_axes={"images": {0: "batch"}, **{n: {0: "batch"} for n in names}},
+                          opset_version=17, dynamo=False)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(threads or torch.get_num_threads())
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads sleep, as OMP PASSIVE
+    options.log_severity_level = 3
+    return ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
 
 
 def state_fingerprint(model: nn.Module) -> str:

@@ -6,11 +6,19 @@ from .coreset import (
     random_projection,
     take_rows,
 )
-from .nearest import FaissNearestNeighbors, NearestNeighbors, TorchNearestNeighbors, blocked_knn, default_searcher
+from .nearest import (
+    FaissNearestNeighbors,
+    HnswNearestNeighbors,
+    NearestNeighbors,
+    TorchNearestNeighbors,
+    blocked_knn,
+    default_searcher,
+)
 
 __all__ = [
     "FaissNearestNeighbors",
     "GreedyCoresetSampler",
+    "HnswNearestNeighbors",
     "NearestNeighbors",
     "TorchNearestNeighbors",
     "blocked_knn",

@@ -1,4 +1,4 @@
-"""Exact nearest-neighbour search over a memory bank: faiss, or chunked torch on any device."""
+"""Nearest-neighbour search over a memory bank: exact (faiss, or chunked torch on any device) or approximate (HNSW)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,57 @@ class FaissNearestNeighbors:
             self._resources = faiss.StandardGpuResources()
             index = faiss.index_cpu_to_gpu(self._resources, bank.device.index or 0, index)
         index.add(data)
+        self.index = index
+        self.size = data.shape[0]
+        return self
+
+    def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.index is None:
+            raise RuntimeError("search before fit")
+        k = min(k, self.size)
+        q = np.ascontiguousarray(queries.detach().float().cpu().numpy())
+        sq, idx = self.index.search(q, k)
+        dist = torch.from_numpy(np.sqrt(np.maximum(sq, 0.0))).to(queries.device)
+        return dist, torch.from_numpy(idx).to(queries.device)
+
+
+class HnswNearestNeighbors:
+    """Approximate L2 search with a faiss HNSW graph (Malkov & Yashunin 2018), on the CPU.
+
+    Every returned distance is the true distance to the returned bank row, so it
+    is never below the exact nearest distance; it may be above it when the graph
+    search misses the nearest row. The graph is built with one thread so that
+    the same bank always gives the same graph (and the same scores after a
+    model is saved and loaded).
+
+    Parameters
+    ----------
+    m:
+        Neighbours per node in the graph (faiss's ``M``).
+    ef_search:
+        Candidates kept during a search: higher is closer to exact, and slower.
+    ef_construction:
+        Candidates kept while building the graph.
+    """
+
+    def __init__(self, m: int = 32, ef_search: int = 64, ef_construction: int = 80) -> None:
+        self.m, self.ef_search, self.ef_construction = int(m), int(ef_search), int(ef_construction)
+        self.index: Any = None
+        self.size = 0
+
+    def fit(self, bank: torch.Tensor) -> "HnswNearestNeighbors":
+        import faiss
+
+        data = np.ascontiguousarray(bank.detach().float().cpu().numpy())
+        index: Any = faiss.IndexHNSWFlat(data.shape[1], self.m)
+        index.hnsw.efConstruction = self.ef_construction
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)  # a parallel build inserts in a varying order: a different graph each time
+        try:
+            index.add(data)
+        finally:
+            faiss.omp_set_num_threads(threads)
+        index.hnsw.efSearch = self.ef_search
         self.index = index
         self.size = data.shape[0]
         return self

@@ -128,3 +128,32 @@ def test_explicit_weights_with_wrong_shapes_are_refused(tmp_path):
     torch.save(timm.create_model("resnet18").state_dict(), tmp_path / "r18.pth")
     with pytest.raises(WeightsNotFoundError, match="tensors"):
         Backbone("resnet34", (8,), weights=tmp_path / "r18.pth")
+
+
+def test_onnxruntime_runtime_gives_torch_features(lite0):
+    """The ONNX Runtime forward pass returns torch's features within 1e-4 of their scale, at any batch size."""
+    ort = Backbone("tf_efficientnet_lite0", (4, 8, 16), runtime="onnxruntime")
+    gen = torch.Generator().manual_seed(0)
+    for batch in (1, 3):
+        x = torch.randn(batch, 3, 96, 128, generator=gen)
+        with torch.inference_mode():
+            want, got = lite0(x), ort(x)
+        assert len(got) == 3 and not ort._session_failed
+        for w, g in zip(want, got, strict=True):
+            assert g.shape == w.shape and g.dtype == torch.float32
+            assert float((g - w).abs().max()) <= 1e-4 * max(1.0, float(w.abs().max()))
+    assert list(ort._sessions) == [(96, 128)]
+    import pickle
+
+    assert pickle.loads(pickle.dumps(ort))._sessions == {}  # picklable: the session is made again where used
+    with pytest.raises(BackboneError, match="runtime"):
+        Backbone("tf_efficientnet_lite0", (8,), runtime="tensorrt")
+
+
+def test_onnxruntime_runtime_is_torch_while_tracing():
+    """Exports trace torch operations, never the ONNX Runtime session."""
+    ort = Backbone("tf_efficientnet_lite0", (8,), runtime="onnxruntime")
+    traced = torch.jit.trace(ort, torch.zeros(1, 3, 64, 64), check_trace=False)
+    assert ort._sessions == {}
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.allclose(traced(x)[0], ort(x)[0], atol=1e-4)

@@ -39,3 +39,42 @@ def test_blocked_knn_matches_brute_force(k, block):
     assert blocked_knn(queries[0], bank[0], 99)[0].shape == (30, 50)
     with pytest.raises(ValueError, match="empty bank"):
         blocked_knn(queries, [], 1)
+
+
+def _real_patches():
+    """Patch features of real images (hazelnut, tf_efficientnet_lite0), as PatchCore scores them."""
+    from indad.backbones import Backbone
+    from indad.data import Preprocess, read_image, scan_test
+    from indad.methods.patchcore import patch_queries
+    from tests.conftest import shared_datasets
+
+    root = shared_datasets() / "hazelnut_reduced"
+    if not root.exists():
+        pytest.skip("hazelnut_reduced not available")
+    backbone = Backbone("tf_efficientnet_lite0", (8, 16))
+    pre = Preprocess((128, 128), None, backbone.mean, backbone.std)
+    images = torch.stack([pre.image(read_image(s.path)) for s in scan_test(root)[:8]])
+    with torch.inference_mode():
+        queries, _ = patch_queries(backbone, images)
+    return queries.reshape(-1, queries.shape[-1]).clone()
+
+
+def test_hnsw_finds_the_exact_neighbour_of_most_real_patches():
+    from indad.memory import HnswNearestNeighbors
+
+    feats = _real_patches()
+    gen = torch.Generator().manual_seed(0)
+    perm = torch.randperm(feats.shape[0], generator=gen)
+    bank, queries = feats[perm[:1500]].contiguous(), feats[perm[1500:]].contiguous()
+    exact_d, exact_i = FaissNearestNeighbors().fit(bank).search(queries, 1)
+    d, i = HnswNearestNeighbors(ef_search=16).fit(bank).search(queries, 1)
+    assert d.shape == i.shape == (queries.shape[0], 1)
+    assert float((i == exact_i).float().mean()) >= 0.95
+    # Each distance is the true distance to the row returned: never below the exact nearest one.
+    true_d = torch.linalg.vector_norm(queries - bank[i[:, 0]], dim=1)
+    assert torch.allclose(d[:, 0], true_d, rtol=1e-4, atol=1e-4)
+    assert bool((d >= exact_d - 1e-4 * exact_d.clamp_min(1)).all())
+    # The same bank gives the same graph: identical answers from a second index.
+    d2, i2 = HnswNearestNeighbors(ef_search=16).fit(bank).search(queries, 1)
+    assert torch.equal(i, i2) and torch.equal(d, d2)
+    assert HnswNearestNeighbors().fit(bank[:2]).search(queries[:5], 3)[1].shape == (5, 2)

@@ -134,3 +134,47 @@ def test_tensor_input_and_unlabelled_evaluate(fitted):
     np.testing.assert_allclose(model.predict(images).scores, model.predict(paths).scores, rtol=1e-5)
     with pytest.raises(ValueError, match="labelled data"):
         model.evaluate(root / "test" / "good")
+
+
+def test_scoring_settings_round_trip_and_are_refused_when_unknown(tmp_path):
+    model = PatchCore(backbone_runtime="torch", fit_runtime="onnxruntime", search="exact", ef_search=32, progress=False)
+    params = model.hparams()
+    assert (params["backbone_runtime"], params["search"], params["ef_search"]) == ("torch", "exact", 32)
+    assert params["fit_runtime"] == "onnxruntime" and PatchCore().fit_runtime == "torch"
+    assert PatchCore(**params).hparams() == params
+    for bad in ({"backbone_runtime": "tensorrt"}, {"fit_runtime": "tvm"}, {"search": "ivf"}, {"ef_search": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            PatchCore(**bad)
+
+
+def test_fast_and_exact_scoring_agree_and_survive_save_and_load(fitted, tmp_path):
+    """ONNX Runtime + HNSW (the default) against torch + exact search on one bank; a saved model scores the same."""
+    import indad
+    from indad.memory import HnswNearestNeighbors
+
+    model, root = fitted
+    assert (model.backbone_runtime, model.search) == ("onnxruntime", "hnsw")
+    assert model.backbone.runtime == "onnxruntime"  # the fit ran torch (fit_runtime), scoring runs ONNX Runtime
+    assert isinstance(model.build_module().searcher, HnswNearestNeighbors)
+    fast = model.predict(root)
+    exact = indad.load(model.save(tmp_path / "m.indad"), device="cpu")
+    exact.backbone_runtime, exact.search = "torch", "exact"
+    exact.module = exact.build_module().eval()
+    ref = exact.predict(root)
+    assert isinstance(exact.module.searcher, FaissNearestNeighbors)
+    assert np.allclose(fast.scores, ref.scores, rtol=1e-3, atol=1e-4)
+    assert np.allclose(fast.maps, ref.maps, rtol=1e-3, atol=1e-4)
+    loaded = indad.load(tmp_path / "m.indad", device="cpu")
+    assert loaded.hparams() == model.hparams()
+    again = loaded.predict(root)
+    assert np.array_equal(again.scores, fast.scores) and np.array_equal(again.maps, fast.maps)
+
+
+def test_coreset_subsample_keeps_the_bank_size(fitted):
+    model, root = fitted
+    sub = PatchCore(image_size=64, f_coreset=0.25, batch_size=4, coreset_subsample=0.5, progress=False).fit(root)
+    assert sub.memory_bank.shape == model.memory_bank.shape
+    assert not torch.equal(sub.memory_bank, model.memory_bank)
+    assert sub.hparams()["coreset_subsample"] == 0.5
+    with pytest.raises(ValueError, match="coreset_subsample"):
+        PatchCore(coreset_subsample=0)
