@@ -79,8 +79,12 @@ print("RESULT " + json.dumps({"fit_s": fit_s, "predict_ms": result.get("predict_
 
 def run_indad(method: str, root: Path, params: dict, evaluate: bool = True) -> dict:
     """Fit and evaluate one indad method in a fresh process; its figures."""
-    out = subprocess.run([sys.executable, "-c", CHILD, method, str(root), json.dumps(params), str(int(evaluate))],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, method, str(root), json.dumps(params), str(int(evaluate))],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.split("RESULT ", 1)[1])
 
 
@@ -92,12 +96,18 @@ def run_anomalib(python: Path, method: str, root: Path, size: int, fraction: flo
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     value = {k: float(v) for k, v in re.findall(r"^(\w+): (\d+(?:\.\d+)?)(?=\s|$)", out, flags=re.M)}
     fit = value["fit_feature_s"] + value.get("fit_coreset_s", value.get("fit_gaussian_s", 0.0))
-    return {"fit_s": fit, "predict_ms": value["predict_ms_per_image"], "peak_mb": value["peak_rss_mb"],
-            "image_auroc": value["image_auroc"], "pixel_auroc": value["pixel_auroc"]}
+    return {
+        "fit_s": fit,
+        "predict_ms": value["predict_ms_per_image"],
+        "peak_mb": value["peak_rss_mb"],
+        "image_auroc": value["image_auroc"],
+        "pixel_auroc": value["pixel_auroc"],
+    }
 
 
 def row(name: str, ours: dict, base: dict | None) -> list[str]:
     """Table cells: each figure of indad, anomalib's, and their ratio."""
+
     def ratio(key: str) -> str:
         return "-" if base is None else f"x{base[key] / ours[key]:.2f}"
 
@@ -107,11 +117,14 @@ def row(name: str, ours: dict, base: dict | None) -> list[str]:
     def of(key: str, fmt: str) -> str:
         return "-" if base is None else format(base[key], fmt)
 
-    return [name, f"{ours['fit_s']:.1f} / {of('fit_s', '.1f')} ({ratio('fit_s')})",
-            f"{ours['predict_ms']:.1f} / {of('predict_ms', '.1f')} ({ratio('predict_ms')})",
-            f"{ours['peak_mb']:.0f} / {of('peak_mb', '.0f')} ({ratio('peak_mb')})",
-            f"{ours['image_auroc']:.4f} / {of('image_auroc', '.4f')} ({diff('image_auroc')})",
-            f"{ours['pixel_auroc']:.4f} / {of('pixel_auroc', '.4f')} ({diff('pixel_auroc')})"]
+    return [
+        name,
+        f"{ours['fit_s']:.1f} / {of('fit_s', '.1f')} ({ratio('fit_s')})",
+        f"{ours['predict_ms']:.1f} / {of('predict_ms', '.1f')} ({ratio('predict_ms')})",
+        f"{ours['peak_mb']:.0f} / {of('peak_mb', '.0f')} ({ratio('peak_mb')})",
+        f"{ours['image_auroc']:.4f} / {of('image_auroc', '.4f')} ({diff('image_auroc')})",
+        f"{ours['pixel_auroc']:.4f} / {of('pixel_auroc', '.4f')} ({diff('pixel_auroc')})",
+    ]
 
 
 def overhead_cells(name: str, ours: dict) -> list[str]:
@@ -133,12 +146,18 @@ def main() -> None:
     p.add_argument("--data-root", default=str(REPO.parent / "shared" / "datasets"))
     p.add_argument("--methods", default="patchcore,padim,spade")
     p.add_argument("--fractions", default="0.01", help="PatchCore coreset fractions, comma-separated")
-    p.add_argument("--baseline-fractions", default=None,
-                   help="the fractions anomalib's PatchCore also runs (default: all of --fractions)")
+    p.add_argument(
+        "--baseline-fractions",
+        default=None,
+        help="the fractions anomalib's PatchCore also runs (default: all of --fractions)",
+    )
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--anomalib-python", default=str(REPO.parent / ".venv-anomalib" / "bin" / "python"))
-    p.add_argument("--overhead-only", action="store_true",
-                   help="baseline B only: fit each method, time forward pass against scoring (no evaluation, no anomalib)")
+    p.add_argument(
+        "--overhead-only",
+        action="store_true",
+        help="baseline B only: fit each method, time forward pass against scoring (no evaluation, no anomalib)",
+    )
     args = p.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     root = Path(args.data_root) / "mtd"
@@ -146,13 +165,17 @@ def main() -> None:
     have_baseline = python.is_file() and BASELINE.is_file() and not args.overhead_only
     if not have_baseline and not args.overhead_only:
         print(f"baseline A skipped: no {python} (set it up as {BASELINE} says in its header)")
-    print(f"MTD at {root}, {args.image_size} px, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, "
-          f"loadavg {os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"MTD at {root}, {args.image_size} px, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, "
+        f"loadavg {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     baseline_fractions = {float(f) for f in (args.baseline_fractions or args.fractions).split(",")}
     table, overheads = [], []
     for method in args.methods.split(","):
-        runs = [(f, {"f_coreset": float(f)}) for f in args.fractions.split(",")] if method == "patchcore" else [
-            (None, {})]
+        runs = (
+            [(f, {"f_coreset": float(f)}) for f in args.fractions.split(",")] if method == "patchcore" else [(None, {})]
+        )
         for fraction, extra in runs:
             name = method if fraction is None else f"{method} {float(fraction):g}"
             start = time.perf_counter()
@@ -161,15 +184,28 @@ def main() -> None:
             base = None
             if have_baseline and method != "spade" and (fraction is None or float(fraction) in baseline_fractions):
                 start = time.perf_counter()
-                base = run_anomalib(python, method, root, args.image_size, None if fraction is None else float(fraction))
+                base = run_anomalib(
+                    python, method, root, args.image_size, None if fraction is None else float(fraction)
+                )
                 print(f"{name}: anomalib in {time.perf_counter() - start:.0f} s: {json.dumps(base)}", flush=True)
             if not args.overhead_only:
                 table.append(row(name, ours, base))
             overheads.append(overhead_cells(name, ours))
     if not args.overhead_only:
         print()
-        print(markdown(["method", "fit s: indad / anomalib (ratio)", "predict ms/image", "peak RSS MB",
-                        "image ROC AUC", "pixel ROC AUC"], table))
+        print(
+            markdown(
+                [
+                    "method",
+                    "fit s: indad / anomalib (ratio)",
+                    "predict ms/image",
+                    "peak RSS MB",
+                    "image ROC AUC",
+                    "pixel ROC AUC",
+                ],
+                table,
+            )
+        )
     print()
     print("Baseline B: backbone forward alone -> whole scoring per image (overhead after the forward pass)")
     print(markdown(["method", "batch 1", "batch 16"], overheads))

@@ -18,12 +18,12 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the reference versions live beside the tests
 
-import torch  # noqa: E402
+import torch
 
-from indad.data import AnomalyDataset, data_root, scan_train  # noqa: E402
-from indad.memory import greedy_k_center, random_projection  # noqa: E402
-from indad.models import PatchCore  # noqa: E402
-from tests.memory.reference import exact_grid, greedy_k_center_plain  # noqa: E402
+from indad.data import AnomalyDataset, data_root, scan_train
+from indad.memory import greedy_k_center, random_projection
+from indad.models import PatchCore
+from tests.memory.reference import exact_grid, greedy_k_center_plain
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
         bank = torch.cat([model.embed(b["image"]) for b in loader])
         x = exact_grid(random_projection(bank, 128, seed=0))
         del bank
-        n = max(1, int(round(args.fraction * len(x))))
+        n = max(1, round(args.fraction * len(x)))
         t0 = time.perf_counter()
         fast = greedy_k_center(x, n, start=0)
         t1 = time.perf_counter()

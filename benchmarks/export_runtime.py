@@ -64,23 +64,35 @@ def main() -> None:
             export_model(model, path.with_suffix(".onnx"), "onnx")
             export_s = time.perf_counter() - start
             del model
-            row = {"method": method, "export_s": export_s,
-                   "model_mb": path.stat().st_size / 2**20, "onnx_mb": path.with_suffix(".onnx").stat().st_size / 2**20}
+            row = {
+                "method": method,
+                "export_s": export_s,
+                "model_mb": path.stat().st_size / 2**20,
+                "onnx_mb": path.with_suffix(".onnx").stat().st_size / 2**20,
+            }
             for runtime, target in (("torch", path), ("onnx", path.with_suffix(".onnx"))):
-                out = subprocess.run([sys.executable, "-c", CHILD, str(target), runtime, str(mtd), str(args.images),
-                                      str(args.batch)], capture_output=True, text=True, check=True)
+                out = subprocess.run(
+                    [sys.executable, "-c", CHILD, str(target), runtime, str(mtd), str(args.images), str(args.batch)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 row[runtime] = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(f"\n{args.images} MTD test images, batch {args.batch}, CPU; models fitted on {len(train)} images\n")
-    print("| method | torch ms/img | ONNX ms/img | ONNX / torch | torch peak MB | ONNX peak MB | model file MB "
-          "| ONNX file MB | export s |")
+    print(
+        "| method | torch ms/img | ONNX ms/img | ONNX / torch | torch peak MB | ONNX peak MB | model file MB "
+        "| ONNX file MB | export s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         t, o = r["torch"], r["onnx"]
-        print(f"| {r['method']} | {t['ms_per_image']:.1f} | {o['ms_per_image']:.1f} | "
-              f"{o['ms_per_image'] / t['ms_per_image']:.2f} | {t['peak_mb']:.0f} | {o['peak_mb']:.0f} | "
-              f"{r['model_mb']:.0f} | {r['onnx_mb']:.0f} | {r['export_s']:.0f} |")
+        print(
+            f"| {r['method']} | {t['ms_per_image']:.1f} | {o['ms_per_image']:.1f} | "
+            f"{o['ms_per_image'] / t['ms_per_image']:.2f} | {t['peak_mb']:.0f} | {o['peak_mb']:.0f} | "
+            f"{r['model_mb']:.0f} | {r['onnx_mb']:.0f} | {r['export_s']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

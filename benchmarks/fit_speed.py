@@ -52,9 +52,15 @@ def main() -> None:
         for ds in datasets:
             for n in names:
                 runtime, dim, *sub = n.split(":")
-                model = PatchCore(f_coreset=args.fraction, fit_runtime=runtime, projection_dim=int(dim),
-                                  coreset_subsample=float(sub[0]) if sub else 1.0, search="exact", device="cpu",
-                                  progress=False)
+                model = PatchCore(
+                    f_coreset=args.fraction,
+                    fit_runtime=runtime,
+                    projection_dim=int(dim),
+                    coreset_subsample=float(sub[0]) if sub else 1.0,
+                    search="exact",
+                    device="cpu",
+                    progress=False,
+                )
                 start = time.perf_counter()
                 model.fit(root / ds)
                 fits[n][ds].append({"fit_s": time.perf_counter() - start, **model.timings})
@@ -71,14 +77,19 @@ def main() -> None:
             ref_result = ref_result or result
             thr = ref_result["f1_threshold"]
             same = np.mean((np.asarray(result["scores"]) >= thr) == (np.asarray(ref_result["scores"]) >= thr))
-            acc[n][ds] = {"image_auroc": result["image_auroc"], "pixel_auroc": result["pixel_auroc"],
-                          "same_decisions": float(same)}
+            acc[n][ds] = {
+                "image_auroc": result["image_auroc"],
+                "pixel_auroc": result["pixel_auroc"],
+                "same_decisions": float(same),
+            }
             print(json.dumps({"variant": n, "dataset": ds, **acc[n][ds]}), flush=True)
 
     ref = names[0]
     best = {n: {ds: min(fits[n][ds], key=lambda f: f["fit_s"]) for ds in datasets} for n in names}
-    print(f"\nPatchCore {args.fraction:g} fit, fastest of {args.passes} interleaved passes; "
-          f"ratio = reference ({ref}) / variant\n")
+    print(
+        f"\nPatchCore {args.fraction:g} fit, fastest of {args.passes} interleaved passes; "
+        f"ratio = reference ({ref}) / variant\n"
+    )
     head = "| variant"
     for ds in datasets:
         head += f" | {ds} fit s (features + coreset) | x faster | image / pixel ROC AUC | same decisions"
@@ -88,9 +99,11 @@ def main() -> None:
         row = f"| {n}"
         for ds in datasets:
             f, a = best[n][ds], acc[n][ds]
-            row += (f" | {f['fit_s']:.1f} ({f['features_s']:.1f} + {f['coreset_s']:.1f}) | "
-                    f"x{best[ref][ds]['fit_s'] / f['fit_s']:.2f} | {a['image_auroc']:.4f} / {a['pixel_auroc']:.4f} | "
-                    f"{100 * a['same_decisions']:.1f}%")
+            row += (
+                f" | {f['fit_s']:.1f} ({f['features_s']:.1f} + {f['coreset_s']:.1f}) | "
+                f"x{best[ref][ds]['fit_s'] / f['fit_s']:.2f} | {a['image_auroc']:.4f} / {a['pixel_auroc']:.4f} | "
+                f"{100 * a['same_decisions']:.1f}%"
+            )
         print(row + " |")
     if args.json:
         Path(args.json).write_text(json.dumps({"fits": fits, "accuracy": acc}, indent=1))

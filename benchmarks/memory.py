@@ -32,9 +32,16 @@ print(json.dumps({"images": len(paths), "fit_s": time.perf_counter() - start, "t
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
-SYMMETRIES = [None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270,
-              Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.FLIP_TOP_BOTTOM, Image.Transpose.TRANSPOSE,
-              Image.Transpose.TRANSVERSE]
+SYMMETRIES = [
+    None,
+    Image.Transpose.ROTATE_90,
+    Image.Transpose.ROTATE_180,
+    Image.Transpose.ROTATE_270,
+    Image.Transpose.FLIP_LEFT_RIGHT,
+    Image.Transpose.FLIP_TOP_BOTTOM,
+    Image.Transpose.TRANSPOSE,
+    Image.Transpose.TRANSVERSE,
+]
 
 
 def stand_in(train: list[Path], count: int, folder: Path) -> list[str]:
@@ -78,15 +85,23 @@ def main() -> None:
         print("| method | training images | fit s | peak RSS MB |\n|---|---|---|---|", flush=True)
         for method in args.methods.split(","):
             rows = []
-            for count, listing in lists.items():
-                out = subprocess.run([sys.executable, "-c", CHILD, method, str(listing)], env=env,
-                                     capture_output=True, text=True, check=True)
+            for listing in lists.values():
+                out = subprocess.run(
+                    [sys.executable, "-c", CHILD, method, str(listing)],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
                 r = rows[-1]
                 print(f"| {method} | {r['images']} | {r['fit_s']:.1f} | {r['peak_rss_mb']:.0f} |", flush=True)
-            print(f"{method}: peak at {rows[-1]['images']} / at {rows[0]['images']} images: "
-                  f"x{rows[-1]['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f}; fit timings at {rows[-1]['images']}: "
-                  f"{json.dumps({k: round(v, 1) for k, v in rows[-1]['timings'].items()})}", flush=True)
+            print(
+                f"{method}: peak at {rows[-1]['images']} / at {rows[0]['images']} images: "
+                f"x{rows[-1]['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f}; fit timings at {rows[-1]['images']}: "
+                f"{json.dumps({k: round(v, 1) for k, v in rows[-1]['timings'].items()})}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

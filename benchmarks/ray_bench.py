@@ -73,8 +73,16 @@ def fit_table(mtd: Path, image_size: int, model_path: Path) -> None:
                 bank = torch.cat([model.embed(b["image"]) for b in model.iter_batches(mtd, "train", "")])
             model.save(model_path)
         result = model.evaluate(mtd)
-        fit_rows.append((name, fit_s, model.memory_bank.shape[0], coverage_radius(bank, model.memory_bank),
-                         result["image_auroc"], result["pixel_auroc"]))
+        fit_rows.append(
+            (
+                name,
+                fit_s,
+                model.memory_bank.shape[0],
+                coverage_radius(bank, model.memory_bank),
+                result["image_auroc"],
+                result["pixel_auroc"],
+            )
+        )
         print(f"fit {name}: {fit_s:.1f} s", flush=True)
     print("\nPatchCore fit on MTD (761 images), f_coreset 0.01, image size", image_size)
     print("| fit | seconds | bank | coverage radius | image ROC AUC | pixel ROC AUC |\n|---|---|---|---|---|---|")
@@ -98,8 +106,10 @@ def predict_table(mtd: Path, model_path: Path, work: Path) -> None:
         start = time.perf_counter()
         engine.predict_folder(model_path, [mtd / "test"], work / f"ray{count}")
         ray_s = time.perf_counter() - start
-        print(f"| Ray, {count} worker(s) x 1 CPU | {ray_s:.1f} | {n / ray_s:.2f} | {100 * (ray_s / local_s - 1):+.1f}% |",
-              flush=True)
+        print(
+            f"| Ray, {count} worker(s) x 1 CPU | {ray_s:.1f} | {n / ray_s:.2f} | {100 * (ray_s / local_s - 1):+.1f}% |",
+            flush=True,
+        )
     torch.set_num_threads(threads)
 
 

@@ -78,8 +78,9 @@ def fitted_model(data_root: Path, dataset: str, fraction: float, cache: Path) ->
     if not path.exists():
         start = time.perf_counter()
         model = PatchCore(f_coreset=fraction, device="cpu", progress=False).fit(data_root / dataset)
-        print(json.dumps({"fitted": dataset, "fit_s": round(time.perf_counter() - start, 1), **model.timings}),
-              flush=True)
+        print(
+            json.dumps({"fitted": dataset, "fit_s": round(time.perf_counter() - start, 1), **model.timings}), flush=True
+        )
         model.save(path)
     return path
 
@@ -148,12 +149,17 @@ def main() -> None:
                 result = model.evaluate(root / ds)
                 if ref_result is None:
                     ref_result = result
-                acc[n][ds] = {"image_auroc": result["image_auroc"], "pixel_auroc": result["pixel_auroc"],
-                              **same_decisions(np.asarray(result["scores"]), ref_result)}
+                acc[n][ds] = {
+                    "image_auroc": result["image_auroc"],
+                    "pixel_auroc": result["pixel_auroc"],
+                    **same_decisions(np.asarray(result["scores"]), ref_result),
+                }
                 print(json.dumps({"variant": n, "dataset": ds, **acc[n][ds]}), flush=True)
 
-    print(f"\nPatchCore {args.fraction:g}, {args.images} {datasets[0]} test images, fastest of {args.passes} "
-          f"interleaved passes, {torch.get_num_threads()} threads; ratio = reference ({ref}) / variant\n")
+    print(
+        f"\nPatchCore {args.fraction:g}, {args.images} {datasets[0]} test images, fastest of {args.passes} "
+        f"interleaved passes, {torch.get_num_threads()} threads; ratio = reference ({ref}) / variant\n"
+    )
     head = "| variant | " + " | ".join(f"batch {b} ms/img (x faster)" for b in batches)
     for ds in datasets if acc[ref] else []:
         head += f" | {ds} image / pixel ROC AUC | same decisions F1 (ties alike) / q99"
@@ -163,8 +169,10 @@ def main() -> None:
         row = f"| {n} | " + " | ".join(f"{best[n][b]:.1f} (x{best[ref][b] / best[n][b]:.2f})" for b in batches)
         for ds in datasets if acc[n] else []:
             a = acc[n][ds]
-            row += (f" | {a['image_auroc']:.4f} / {a['pixel_auroc']:.4f} | {100 * a['same_decisions_f1']:.1f}% "
-                    f"({100 * a['same_decisions_f1_ties']:.1f}%) / {100 * a['same_decisions_q99']:.1f}%")
+            row += (
+                f" | {a['image_auroc']:.4f} / {a['pixel_auroc']:.4f} | {100 * a['same_decisions_f1']:.1f}% "
+                f"({100 * a['same_decisions_f1_ties']:.1f}%) / {100 * a['same_decisions_q99']:.1f}%"
+            )
         print(row + " |")
     if args.json:
         Path(args.json).write_text(json.dumps({"times": times, "best": best, "accuracy": acc}, indent=1))

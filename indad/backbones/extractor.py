@@ -108,7 +108,9 @@ class Backbone(nn.Module):
         check_backbone_name(name)
         # timm's random initialisation and the weight sources draw from torch's generator: leave the caller's alone
         with torch.random.fork_rng(devices=[]):
-            model: Any = timm.create_model(name, pretrained=False)  # a timm network: feature_info, forward_intermediates
+            model: Any = timm.create_model(
+                name, pretrained=False
+            )  # a timm network: feature_info, forward_intermediates
             if not hasattr(model, "forward_intermediates") or not getattr(model, "feature_info", None):
                 raise BackboneError(
                     f"backbone {name!r} cannot return intermediate feature maps through timm; choose a CNN "
@@ -216,10 +218,16 @@ def onnxruntime_session(backbone: Backbone, size: Sequence[int], threads: int | 
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")
         example = torch.zeros(1, 3, int(size[0]), int(size[1]))
-        torch.onnx.export(_Intermediates(backbone).eval(), (example,), buffer,  # type: ignore[arg-type]
-                          input_names=["images"],
-                          output_names=names, dynamic_axes={"images": {0: "batch"}, **{n: {0: "batch"} for n in names}},
-                          opset_version=17, dynamo=False)
+        torch.onnx.export(
+            _Intermediates(backbone).eval(),
+            (example,),
+            buffer,  # type: ignore[arg-type]
+            input_names=["images"],
+            output_names=names,
+            dynamic_axes={"images": {0: "batch"}, **{n: {0: "batch"} for n in names}},
+            opset_version=17,
+            dynamo=False,
+        )
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(threads or torch.get_num_threads())
     options.inter_op_num_threads = 1

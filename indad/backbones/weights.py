@@ -66,7 +66,11 @@ def load_pretrained(model: nn.Module, name: str, weights: str | os.PathLike | No
         return f"file:{path}"
 
     tried: list[str] = []
-    for source, loader in (("timm cache", _from_timm_cache), ("timm hub", _from_timm_hub), ("PyPI package", _from_pypi)):
+    for source, loader in (
+        ("timm cache", _from_timm_cache),
+        ("timm hub", _from_timm_hub),
+        ("PyPI package", _from_pypi),
+    ):
         try:
             state = loader(name)
         except Exception as exc:

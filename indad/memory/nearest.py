@@ -73,7 +73,7 @@ class HnswNearestNeighbors:
         self.index: Any = None
         self.size = 0
 
-    def fit(self, bank: torch.Tensor) -> "HnswNearestNeighbors":
+    def fit(self, bank: torch.Tensor) -> HnswNearestNeighbors:
         import faiss
 
         data = np.ascontiguousarray(bank.detach().float().cpu().numpy())
@@ -100,9 +100,13 @@ class HnswNearestNeighbors:
         return dist, torch.from_numpy(idx).to(queries.device)
 
 
-def blocked_knn(queries: torch.Tensor, bank_parts: torch.Tensor | Iterable[torch.Tensor], k: int = 1,
-                block: tuple[int | None, int] = (256, 512),
-                with_indices: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+def blocked_knn(
+    queries: torch.Tensor,
+    bank_parts: torch.Tensor | Iterable[torch.Tensor],
+    k: int = 1,
+    block: tuple[int | None, int] = (256, 512),
+    with_indices: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Exact Euclidean k nearest neighbours, computed in blocks, never the whole distance matrix.
 
     Parameters
@@ -149,9 +153,10 @@ def blocked_knn(queries: torch.Tensor, bank_parts: torch.Tensor | Iterable[torch
     return dist, torch.cat([i for _, i in found if i is not None], -2) if with_indices else None
 
 
-def _merge_nearest(best: tuple[torch.Tensor, torch.Tensor | None] | None, d: torch.Tensor, k: int, offset: int,
-                   with_indices: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The ``k`` smallest values (and indices) of ``best`` and of a new block ``d`` whose columns start at ``offset``."""
+def _merge_nearest(
+    best: tuple[torch.Tensor, torch.Tensor | None] | None, d: torch.Tensor, k: int, offset: int, with_indices: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The ``k`` smallest values (and indices) of ``best`` and of a new block ``d`` (columns from ``offset``)."""
     if k == 1 and not with_indices:
         vals = d.amin(dim=-1, keepdim=True)
         return (vals if best is None else torch.minimum(best[0], vals)), None

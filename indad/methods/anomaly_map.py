@@ -64,7 +64,10 @@ class AnomalyMapGenerator(nn.Module):
             # numpy, not torch: an export traces the forward pass, and these are its constants.
             rows = blur_matrix(height, self.sigma) @ upsample_matrix(h, height)
             cols = blur_matrix(width, self.sigma) @ upsample_matrix(w, width)
-            self._operators[key] = (torch.from_numpy(rows).float().to(device), torch.from_numpy(cols).float().to(device))
+            self._operators[key] = (
+                torch.from_numpy(rows).float().to(device),
+                torch.from_numpy(cols).float().to(device),
+            )
         return self._operators[key]
 
     def forward(self, patch_scores: torch.Tensor) -> torch.Tensor:

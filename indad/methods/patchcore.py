@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbones import RUNTIMES, Backbone
-from ..errors import NotFittedError
+from ..errors import InputError, NotFittedError
 from ..memory import (
     GreedyCoresetSampler,
     HnswNearestNeighbors,
@@ -200,21 +200,21 @@ class PatchCore(AnomalyModel):
 
     def __post_init__(self) -> None:
         if not 0 < float(self.f_coreset) <= 1:
-            raise ValueError(f"f_coreset must be in (0, 1], got {self.f_coreset}")
+            raise InputError(f"f_coreset must be in (0, 1], got {self.f_coreset}")
         if not 0 < float(self.coreset_subsample) <= 1:
-            raise ValueError(f"coreset_subsample must be in (0, 1], got {self.coreset_subsample}")
+            raise InputError(f"coreset_subsample must be in (0, 1], got {self.coreset_subsample}")
         self.coreset_subsample = float(self.coreset_subsample)
         if int(self.n_reweight) < 0:
-            raise ValueError(f"n_reweight must be >= 0, got {self.n_reweight}")
+            raise InputError(f"n_reweight must be >= 0, got {self.n_reweight}")
         if self.image_score not in IMAGE_SCORES:
-            raise ValueError(f"image_score must be one of {', '.join(IMAGE_SCORES)}, got {self.image_score!r}")
+            raise InputError(f"image_score must be one of {', '.join(IMAGE_SCORES)}, got {self.image_score!r}")
         for name in ("backbone_runtime", "fit_runtime"):
             if getattr(self, name) not in RUNTIMES:
-                raise ValueError(f"{name} must be one of {', '.join(RUNTIMES)}, got {getattr(self, name)!r}")
+                raise InputError(f"{name} must be one of {', '.join(RUNTIMES)}, got {getattr(self, name)!r}")
         if self.search not in SEARCHES:
-            raise ValueError(f"search must be one of {', '.join(SEARCHES)}, got {self.search!r}")
+            raise InputError(f"search must be one of {', '.join(SEARCHES)}, got {self.search!r}")
         if int(self.ef_search) < 1:
-            raise ValueError(f"ef_search must be >= 1, got {self.ef_search}")
+            raise InputError(f"ef_search must be >= 1, got {self.ef_search}")
         self.ef_search = int(self.ef_search)
         self.f_coreset = float(self.f_coreset)
         self.projection_dim = int(self.projection_dim)
@@ -265,7 +265,7 @@ class PatchCore(AnomalyModel):
         # Until the coreset is chosen, the patches live in float16 chunks: half the memory, no copy to join them.
         chunks = [self._fit_embed(batch["image"]).half() for batch in batches]
         if not chunks:
-            raise ValueError("PatchCore: no training images")
+            raise InputError("PatchCore: no training images")
         self.timings["features_s"] = time.perf_counter() - start
         start = time.perf_counter()
         total = sum(len(c) for c in chunks)

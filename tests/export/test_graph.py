@@ -63,7 +63,7 @@ def test_exported_patchcore_with_a_large_bank_scores_in_under_2gb(mtd, tmp_path)
 
     100 training images, not the whole dataset: in `make test` too (about 30 s)."""
     paths = [s.path for s in scan_train(mtd)][:100]
-    model = PatchCore(f_coreset=1.0, progress=False).fit(paths)
+    model = PatchCore(f_coreset=1.0, search="exact", progress=False).fit(paths)  # an export searches exactly
     assert model.memory_bank.shape[0] == 102_400
     path = export_model(model, tmp_path / "big.onnx", "onnx")
     out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(path)], capture_output=True, text=True, check=True)

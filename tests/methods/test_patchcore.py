@@ -35,8 +35,7 @@ def test_reweighting_matches_equation_7():
         ours = reweighting_weights(queries, d.view(3, 20), i.view(3, 20), bank, searcher, b) * s_star
         ref = [slow_reweighted_score(q.double().numpy(), bank.double().numpy(), b) for q in queries]
         assert np.allclose(ours.numpy(), ref, rtol=1e-4, atol=1e-5)
-    assert torch.equal(reweighting_weights(queries, d.view(3, 20), i.view(3, 20), bank, searcher, 0),
-                       torch.ones(3))
+    assert torch.equal(reweighting_weights(queries, d.view(3, 20), i.view(3, 20), bank, searcher, 0), torch.ones(3))
 
 
 def test_patch_embedding_shapes_and_local_average():
