@@ -86,6 +86,7 @@ VARIANTS: dict[str, dict] = {
 }
 SCORING_KEYS = ("image_score", "n_reweight", "blur_sigma")
 METRICS = ("image_auroc", "pixel_auroc", "aupro")
+RANK_RULE = "ranked per dataset and metric on the 3-decimal values, ties shared, 1 = best"
 
 
 def data_dir() -> Path:
@@ -283,19 +284,32 @@ def ranks(values: dict[str, float]) -> dict[str, float]:
 
 
 def mean_ranks(results: dict, datasets: list[str], columns: list[str]) -> dict[str, dict[str, tuple[float, int]]]:
-    """Per metric, the mean rank of each column over the datasets where it was measured (ranked among those)."""
+    """Per metric, the mean rank of each column over ``datasets`` (values rounded to the 3 decimals shown)."""
     out: dict[str, dict[str, tuple[float, int]]] = {}
     for metric in METRICS:
         acc: dict[str, list[float]] = {c: [] for c in columns}
         for d in datasets:
-            vals = {c: results[(d, c)][metric] for c in columns if (d, c) in results}
-            vals = {c: v for c, v in vals.items() if v is not None and not math.isnan(v)}
+            vals = {c: results[(d, c)].get(metric) for c in columns if (d, c) in results}
+            vals = {c: round(v, 3) for c, v in vals.items() if v is not None and not math.isnan(v)}
             if len(vals) < 2:
                 continue
             for c, r in ranks(vals).items():
                 acc[c].append(r)
         out[metric] = {c: (sum(r) / len(r), len(r)) for c, r in acc.items() if r}
     return out
+
+
+def rank_table(results: dict, datasets: list[str], columns: list[str]) -> list[str]:
+    """Markdown rows: the mean rank of each column per metric and the mean of the three."""
+    mr = mean_ranks(results, datasets, columns)
+    lines = ["| column | image ROC AUC | pixel ROC AUC | AUPRO | mean of the three |", "|---|---|---|---|---|"]
+    for c in columns:
+        cells = [mr[m].get(c) for m in METRICS]
+        valid = [x[0] for x in cells if x]
+        if valid:
+            txt = [f"{x[0]:.2f}" if x else "–" for x in cells]
+            lines.append(f"| {label(c)} | " + " | ".join(txt) + f" | {sum(valid) / len(valid):.2f} |")
+    return lines
 
 
 def label(column: str) -> str:
@@ -320,16 +334,17 @@ def tables(results: dict, datasets: list[str]) -> str:
             if any((d, c) in results for c in cols):
                 lines.append(f"| {d} | " + " | ".join(fmt(results.get((d, c))) for c in cols) + " |")
         ranked = [c for c in cols if not c.startswith("anomalib:")]
-        mr = mean_ranks(results, datasets, ranked)
-        lines += ["", f"Mean rank across datasets ({title.lower()}; anomalib not ranked; 1 = best; n = datasets):", ""]
-        lines += ["| column | image ROC AUC | pixel ROC AUC | AUPRO | mean of the three |", "|---|---|---|---|---|"]
-        for c in ranked:
-            cells = [mr[m].get(c) for m in METRICS]
-            if not any(cells):
-                continue
-            txt = [f"{r:.2f} (n={n})" if r is not None else "–" for r, n in (x or (None, 0) for x in cells)]
-            valid = [x[0] for x in cells if x]
-            lines.append(f"| {label(c)} | " + " | ".join(txt) + f" | {sum(valid) / len(valid):.2f} |")
+        rows = [d for d in datasets if any((d, c) in results for c in cols)]
+        complete = [c for c in ranked if all((d, c) in results for d in rows)]
+        common = [d for d in rows if all((d, c) in results for c in ranked)]
+        if len(complete) > 1:
+            lines += ["", f"Mean rank ({title.lower()} measured on all {len(rows)} datasets: {', '.join(rows)}; "]
+            lines[-1] += f"{RANK_RULE}):"
+            lines += ["", *rank_table(results, rows, complete)]
+        if len(complete) < len(ranked) and len(common) > 1:
+            lines += ["", f"Mean rank of all columns ({title.lower()}) on the {len(common)} datasets where all were "]
+            lines[-1] += f"measured ({', '.join(common)}; {RANK_RULE}):"
+            lines += ["", *rank_table(results, common, ranked)]
         lines.append("")
     return "\n".join(lines)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError, IndadError
+from .errors import ConfigError, IndadError, InputError
 from .methods import METHODS, AnomalyModel
 
 
@@ -114,17 +114,17 @@ def build_model(method: str, params: dict[str, Any], where: str = "parameters") 
     """A method instance from checked parameters; bad values raise :class:`ConfigError` naming them.
 
     ``where`` says where the parameters come from (a config file, ``"options"``)
-    in the message; other indad errors of the constructor (an unknown backbone,
-    missing weights) pass unchanged.
+    in the message; a more specific error of the constructor (an unknown
+    backbone, a bad device) passes unchanged.
     """
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     check_params(method, params, where)
     try:
         return METHODS[method](**params)
-    except IndadError:
-        raise
     except (TypeError, ValueError) as exc:
+        if isinstance(exc, IndadError) and type(exc) is not InputError:
+            raise  # a more specific error (an unknown backbone, a bad device) says what it is
         raise ConfigError(f"{where}: {exc}") from exc
 
 
