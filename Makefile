@@ -9,7 +9,7 @@ export INDAD_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),$(CURDIR
 # Torch's OpenMP threads sleep instead of spinning when idle: much faster on a shared machine.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test test-full lint app bench install clean
+.PHONY: demo test test-full lint app bench accuracy install clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ demo: $(VENV)/.installed
 # indad vs anomalib (baseline A, its own venv: see ../shared/bench/anomalib_baseline.py) and the backbone alone.
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench.py
+
+# Every method and PatchCore variant on every dataset (hours; --quick: the small sets): docs/accuracy.md.
+accuracy: $(VENV)/.installed
+	$(PY) benchmarks/accuracy.py $(ACCURACY_ARGS)
 
 app: $(VENV)/.installed
 	$(VENV)/bin/indad app
