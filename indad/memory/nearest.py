@@ -19,12 +19,25 @@ class NearestNeighbors(Protocol):
         """Euclidean distances and indices of the ``k`` nearest bank rows, each ``(Q, k)``, on the queries' device."""
 
 
-class FaissNearestNeighbors:
-    """Exact L2 search with faiss; a GPU index when faiss has GPU support and the bank is on CUDA."""
+class _FaissSearch:
+    """A faiss index over a bank, searched with torch tensors in and out; subclasses build the index in ``fit``."""
 
     def __init__(self) -> None:
         self.index: Any = None  # a faiss index (CPU or GPU)
         self.size = 0
+
+    def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.index is None:
+            raise RuntimeError("search before fit")
+        k = min(k, self.size)
+        q = np.ascontiguousarray(queries.detach().float().cpu().numpy())
+        sq, idx = self.index.search(q, k)
+        dist = torch.from_numpy(np.sqrt(np.maximum(sq, 0.0))).to(queries.device)
+        return dist, torch.from_numpy(idx).to(queries.device)
+
+
+class FaissNearestNeighbors(_FaissSearch):
+    """Exact L2 search with faiss; a GPU index when faiss has GPU support and the bank is on CUDA."""
 
     def fit(self, bank: torch.Tensor) -> FaissNearestNeighbors:
         import faiss
@@ -39,17 +52,8 @@ class FaissNearestNeighbors:
         self.size = data.shape[0]
         return self
 
-    def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.index is None:
-            raise RuntimeError("search before fit")
-        k = min(k, self.size)
-        q = np.ascontiguousarray(queries.detach().float().cpu().numpy())
-        sq, idx = self.index.search(q, k)
-        dist = torch.from_numpy(np.sqrt(np.maximum(sq, 0.0))).to(queries.device)
-        return dist, torch.from_numpy(idx).to(queries.device)
 
-
-class HnswNearestNeighbors:
+class HnswNearestNeighbors(_FaissSearch):
     """Approximate L2 search with a faiss HNSW graph (Malkov & Yashunin 2018), on the CPU.
 
     Every returned distance is the true distance to the returned bank row, so it
@@ -69,9 +73,8 @@ class HnswNearestNeighbors:
     """
 
     def __init__(self, m: int = 32, ef_search: int = 64, ef_construction: int = 80) -> None:
+        super().__init__()
         self.m, self.ef_search, self.ef_construction = int(m), int(ef_search), int(ef_construction)
-        self.index: Any = None
-        self.size = 0
 
     def fit(self, bank: torch.Tensor) -> HnswNearestNeighbors:
         import faiss
@@ -89,15 +92,6 @@ class HnswNearestNeighbors:
         self.index = index
         self.size = data.shape[0]
         return self
-
-    def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.index is None:
-            raise RuntimeError("search before fit")
-        k = min(k, self.size)
-        q = np.ascontiguousarray(queries.detach().float().cpu().numpy())
-        sq, idx = self.index.search(q, k)
-        dist = torch.from_numpy(np.sqrt(np.maximum(sq, 0.0))).to(queries.device)
-        return dist, torch.from_numpy(idx).to(queries.device)
 
 
 def blocked_knn(
