@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from dataclasses import asdict, dataclass
 from typing import overload
 
@@ -27,6 +28,43 @@ def is_defective(scores: np.ndarray | float | np.floating, threshold: float) -> 
 def decision_label(score: float, threshold: float) -> str:
     """``"defective"`` for a score at or above ``threshold``, else ``"good"``."""
     return "defective" if is_defective(score, threshold) else "good"
+
+
+DECISION_RULES = ("score", "regions")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How a scored image is judged, and which of its defect regions count.
+
+    Attributes
+    ----------
+    by:
+        ``"score"``: defective when the image score is at or above the image
+        threshold; ``"regions"``: defective when any defect region (connected
+        pixels at or above the pixel threshold) of at least ``min_area`` pixels remains.
+    min_area:
+        Defect regions smaller than this many pixels (of the original image) are left out.
+    """
+
+    by: str = "score"
+    min_area: int = 0
+
+    def __post_init__(self) -> None:
+        if self.by not in DECISION_RULES:
+            raise InputError(f"decision must be one of {', '.join(DECISION_RULES)}, got {self.by!r}")
+        if self.min_area < 0:
+            raise InputError(f"min_area must be >= 0, got {self.min_area}")
+
+    def label(self, score: float, regions: Sized, thresholds: Thresholds) -> str:
+        """``"defective"`` or ``"good"`` for an image of this score and these regions (of at least ``min_area``)."""
+        if self.by == "regions":
+            return "defective" if len(regions) else "good"
+        return decision_label(score, thresholds.image)
+
+
+DEFAULT_DECISION = Decision()
+"""By the image score, every region reported."""
 
 
 @dataclass(frozen=True)

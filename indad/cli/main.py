@@ -13,6 +13,7 @@ from .. import __version__
 from ..config import build_model, resolve_params
 from ..errors import IndadError
 from ..methods import METHODS
+from ..thresholds import DECISION_RULES, Decision
 
 # Errors shown as one clear message, without a traceback: indad's own, and files missing or in the way.
 USER_ERRORS = (IndadError, FileNotFoundError, FileExistsError)
@@ -33,6 +34,88 @@ def setup_logging(verbose: bool, quiet: bool) -> None:
 @click.version_option(__version__, prog_name="indad")
 def cli() -> None:
     """indad: industrial visual anomaly detection (SPADE, PaDiM, PatchCore) on frozen ImageNet CNN features."""
+
+
+def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | list[int] | None:
+    """``256`` or ``HEIGHTxWIDTH`` as a size parameter."""
+    if value is None:
+        return None
+    try:
+        parts = [int(v) for v in value.lower().split("x")]
+    except ValueError:
+        raise click.BadParameter(f"expected N or HEIGHTxWIDTH, got {value!r}") from None
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise click.BadParameter(f"expected N or HEIGHTxWIDTH, got {value!r}")
+    return parts[0] if len(parts) == 1 else parts
+
+
+def shape_options(command):
+    """The options saying what the model sees of an image: working size, aspect ratio, tiles, region of interest."""
+    options = [
+        click.option(
+            "--image-size",
+            callback=_size,
+            help="Working size every image is resized to: N or HEIGHTxWIDTH (overrides the config).",
+        ),
+        click.option(
+            "--resize",
+            type=click.Choice(["stretch", "fit"]),
+            default=None,
+            help="stretch to the working size, or fit inside it keeping the aspect ratio (letterbox) "
+            "[default: the config's, else stretch].",
+        ),
+        click.option(
+            "--tile",
+            callback=_size,
+            help="Score overlapping tiles of this size (N or HEIGHTxWIDTH) of the working image, maps stitched back.",
+        ),
+        click.option("--overlap", type=click.IntRange(0), default=None, help="Pixels neighbouring tiles share [0]."),
+        click.option(
+            "--roi",
+            type=click.Path(dir_okay=False, exists=True),
+            default=None,
+            help="Region of interest: a mask picture, white where the model inspects (any size, the images' "
+            "aspect ratio); outside it nothing scores.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def shape_overrides(
+    image_size: int | list[int] | None, resize: str | None, tile: int | list[int] | None, overlap: int | None, roi
+) -> dict[str, Any]:
+    """The parameters :func:`shape_options` set (None: the config's value)."""
+    if overlap is not None and tile is None:
+        raise click.UsageError("--overlap needs --tile")
+    tiling = None if tile is None else {"size": tile, "overlap": overlap or 0}
+    return {"image_size": image_size, "resize": resize, "tile": tiling, "roi": roi}
+
+
+def decision_options(command):
+    """The options saying how a scored image is judged and which defect regions are reported."""
+    options = [
+        click.option(
+            "--min-area",
+            default=0,
+            show_default=True,
+            type=click.IntRange(0),
+            help="Defect regions (connected pixels at or above the pixel threshold) smaller than this many pixels "
+            "of the original image are left out.",
+        ),
+        click.option(
+            "--decision",
+            type=click.Choice(DECISION_RULES),
+            default="score",
+            show_default=True,
+            help="score: defective when the image score reaches the threshold; regions: defective when any "
+            "defect region of at least --min-area pixels remains.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 @cli.command("run", context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,6 +154,7 @@ def cli() -> None:
     help="Where the JSON, markdown and CSV results go.",
 )
 @click.option("--seed", default=None, type=int, help="Random seed (overrides the config).")
+@shape_options
 @click.option("--no-download", is_flag=True, help="Never download a missing dataset.")
 @click.option("--verbose", "-v", is_flag=True, help="More log messages.")
 @click.option("--quiet", "-q", is_flag=True, help="Warnings only, no progress bars.")
@@ -84,6 +168,11 @@ def run_command(
     device: str | None,
     results_dir: str,
     seed: int | None,
+    image_size: int | list[int] | None,
+    resize: str | None,
+    tile: int | list[int] | None,
+    overlap: int | None,
+    roi: str | None,
     no_download: bool,
     verbose: bool,
     quiet: bool,
@@ -103,6 +192,7 @@ def run_command(
                 "device": device,
                 "seed": seed,
                 "progress": False if quiet else None,
+                **shape_overrides(image_size, resize, tile, overlap, roi),
             },
         )
         report, paths = run_experiment(method, list(datasets), params, data_root, results_dir, download=not no_download)
@@ -212,6 +302,7 @@ def make_engine(
     type=click.FloatRange(0, 1, min_open=True),
     help="Quantile of the held-out good scores used as threshold.",
 )
+@shape_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @engine_options
 def fit_command(
@@ -224,6 +315,11 @@ def fit_command(
     device: str | None,
     holdout: float,
     quantile: float,
+    image_size: int | list[int] | None,
+    resize: str | None,
+    tile: int | list[int] | None,
+    overlap: int | None,
+    roi: str | None,
     quiet: bool,
     **engine: Any,
 ) -> None:
@@ -233,9 +329,8 @@ def fit_command(
     """
     runner = make_engine(**engine, progress=not quiet)
     try:
-        params = resolve_params(
-            method, config, {"backbone_name": backbone, "weights": weights, "device": device, "progress": not quiet}
-        )
+        overrides = {"backbone_name": backbone, "weights": weights, "device": device, "progress": not quiet}
+        params = resolve_params(method, config, overrides | shape_overrides(image_size, resize, tile, overlap, roi))
         model = build_model(method, params, config or "options").fit(
             data, holdout=holdout, quantile=quantile, engine=runner
         )
@@ -304,14 +399,7 @@ def calibrate_command(
     show_default=True,
     help="auto, cpu, cuda (local engine; Ray workers: --gpus-per-worker).",
 )
-@click.option(
-    "--min-area",
-    default=0,
-    show_default=True,
-    type=click.IntRange(0),
-    help="Defect regions (connected pixels at or above the pixel threshold) smaller than this many pixels "
-    "of the original image are left out of the region columns and predictions.jsonl.",
-)
+@decision_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @engine_options
 def predict_command(
@@ -324,6 +412,7 @@ def predict_command(
     workers: int,
     device: str,
     min_area: int,
+    decision: str,
     quiet: bool,
     **engine: Any,
 ) -> None:
@@ -338,13 +427,12 @@ def predict_command(
     runtime = runtime or ("onnx" if model_path.endswith(".onnx") else "torch")
     runner = make_engine(**engine, progress=not quiet)
     try:
+        rule = Decision(decision, min_area)
         if runner is None:
             scorer = open_scorer(model_path, runtime, device)
-            result = predict_folder(
-                scorer, inputs, out, overwrite, batch_size, workers, progress=not quiet, min_area=min_area
-            )
+            result = predict_folder(scorer, inputs, out, overwrite, batch_size, workers, not quiet, rule)
         else:
-            result = runner.predict_folder(model_path, inputs, out, overwrite, batch_size, runtime, min_area)
+            result = runner.predict_folder(model_path, inputs, out, overwrite, batch_size, runtime, rule)
     except USER_ERRORS as exc:
         raise _fail(exc) from exc
     defective = sum(1 for r in result.rows if r["decision"] == "defective")
@@ -458,7 +546,7 @@ def app_command(port: int, address: str | None, data_root: str | None, headless:
     type=click.IntRange(1),
     help="Most images waiting to be scored; requests beyond get 503 (busy).",
 )
-@click.option("--min-area", default=0, show_default=True, type=click.IntRange(0), help="Smallest region (pixels).")
+@decision_options
 @click.option(
     "--token",
     envvar="INDAD_SERVE_TOKEN",
@@ -479,6 +567,7 @@ def serve_command(
     max_images: int,
     max_queue: int,
     min_area: int,
+    decision: str,
     token: str | None,
 ) -> None:
     """Serve MODEL over HTTP: POST /v1/predict, GET /v1/model, /healthz, /metrics; OpenAPI docs at /docs."""
@@ -494,6 +583,7 @@ def serve_command(
     runtime = runtime or ("onnx" if model_path.endswith(".onnx") else "torch")
     try:
         scorer = open_scorer(model_path, runtime, device)
+        rule = Decision(decision, min_area)
     except USER_ERRORS as exc:
         raise _fail(exc) from exc
     options = ServiceOptions(
@@ -502,7 +592,7 @@ def serve_command(
         max_body_bytes=int(max_body_mb * 2**20),
         max_pixels=max_pixels,
         max_images=max_images,
-        min_area=min_area,
+        decision=rule,
         token=token or None,
         decode_threads=threads or 2,
         max_queue=max_queue,
@@ -533,7 +623,7 @@ def serve_command(
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="Torch threads [default: torch's].")
-@click.option("--min-area", default=0, show_default=True, type=click.IntRange(0), help="Smallest region (pixels).")
+@decision_options
 def watch_command(
     model_path: str,
     in_dir: str,
@@ -547,6 +637,7 @@ def watch_command(
     device: str,
     threads: int | None,
     min_area: int,
+    decision: str,
 ) -> None:
     """Watch IN_DIR: score each new image once (when completely written), append its result to
     OUT/predictions.csv and OUT/predictions.jsonl, write its pictures, and with --move sort it into OUT/ok|ng.
@@ -560,7 +651,13 @@ def watch_command(
     runtime = runtime or ("onnx" if model_path.endswith(".onnx") else "torch")
     try:
         folder = HotFolder(
-            open_scorer(model_path, runtime, device), Path(in_dir), Path(out), move, settle, batch_size, min_area
+            open_scorer(model_path, runtime, device),
+            Path(in_dir),
+            Path(out),
+            move,
+            settle,
+            batch_size,
+            Decision(decision, min_area),
         )
         if not once:
             click.echo(f"watching {in_dir} -> {out} (Ctrl-C stops)")

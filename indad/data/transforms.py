@@ -1,8 +1,9 @@
-"""Preprocessing: resize, optional centre crop, the backbone's own normalisation."""
+"""Preprocessing: resize (stretched or letterboxed), optional centre crop, the backbone's own normalisation."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +25,11 @@ def as_size(value: int | tuple[int, int] | list[int] | None, what: str) -> tuple
     return size
 
 
+RESIZE_MODES = ("stretch", "fit")
+"""``stretch``: the image fills the whole size (aspect ratio changed); ``fit``: scaled to fit inside it, aspect ratio
+kept, centred on a black canvas (letterbox)."""
+
+
 @dataclass(frozen=True)
 class Preprocess:
     """How an image becomes a network input.
@@ -36,16 +42,33 @@ class Preprocess:
         Optional ``(height, width)`` centre crop applied after resizing.
     mean, std:
         Per-channel normalisation of the backbone, on 0..1 pixel values.
+    mode:
+        How an image of another aspect ratio meets ``resize``: one of :data:`RESIZE_MODES`.
     """
 
     resize: tuple[int, int]
     crop: tuple[int, int] | None
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    mode: str = "stretch"
 
     def __post_init__(self) -> None:
         if self.crop is not None and (self.crop[0] > self.resize[0] or self.crop[1] > self.resize[1]):
             raise ValueError(f"crop size {self.crop} is larger than the resize {self.resize}")
+        if self.mode not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {self.mode!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Preprocess:
+        """The inverse of :meth:`to_dict`."""
+        crop = values.get("crop")
+        return cls(
+            tuple(values["resize"]),
+            tuple(crop) if crop else None,
+            tuple(values["mean"]),
+            tuple(values["std"]),
+            values.get("mode", "stretch"),
+        )
 
     @property
     def output_size(self) -> tuple[int, int]:
@@ -60,25 +83,41 @@ class Preprocess:
         top, left = (h - ch) // 2, (w - cw) // 2
         return left, top, left + cw, top + ch
 
+    def content_box(self, size: tuple[int, int]) -> tuple[int, int, int, int]:
+        """``(left, top, right, bottom)`` an image of ``size = (width, height)`` fills in the resized image.
+
+        The whole of it when stretched; the centred, aspect-preserving box when letterboxed (``mode="fit"``).
+        """
+        height, width = self.resize
+        if self.mode == "stretch":
+            return 0, 0, width, height
+        scale = min(width / size[0], height / size[1])
+        w, h = max(1, min(width, round(size[0] * scale))), max(1, min(height, round(size[1] * scale)))
+        left, top = (width - w) // 2, (height - h) // 2
+        return left, top, left + w, top + h
+
+    def _resized(self, im: Image.Image, resample: Image.Resampling) -> Image.Image:
+        """``im`` resized (stretched or letterboxed on black) to :attr:`resize`, then centre-cropped."""
+        left, top, right, bottom = self.content_box(im.size)
+        scaled = im.resize((right - left, bottom - top), resample)
+        if scaled.size != (self.resize[1], self.resize[0]):
+            canvas = Image.new(im.mode, (self.resize[1], self.resize[0]))
+            canvas.paste(scaled, (left, top))
+            scaled = canvas
+        box = self.crop_box()
+        return scaled if box is None else scaled.crop(box)
+
     def image(self, im: Image.Image) -> torch.Tensor:
         """An RGB PIL image as a normalised float tensor ``(3, H, W)``."""
-        im = im.resize((self.resize[1], self.resize[0]), Image.Resampling.BICUBIC)
-        box = self.crop_box()
-        if box is not None:
-            im = im.crop(box)
+        im = self._resized(im, Image.Resampling.BICUBIC)
         x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)
         mean = torch.tensor(self.mean, dtype=torch.float32)[:, None, None]
         std = torch.tensor(self.std, dtype=torch.float32)[:, None, None]
         return (x - mean) / std
 
     def mask(self, mask: np.ndarray) -> torch.Tensor:
-        """A boolean mask ``(h, w)`` at the image's original size as a bool tensor ``(H, W)``."""
-        im = Image.fromarray(mask.astype(np.uint8) * 255).resize(
-            (self.resize[1], self.resize[0]), Image.Resampling.NEAREST
-        )
-        box = self.crop_box()
-        if box is not None:
-            im = im.crop(box)
+        """A boolean mask ``(h, w)`` at an image's original size as a bool tensor ``(H, W)``, placed as the image."""
+        im = self._resized(Image.fromarray(mask.astype(np.uint8) * 255), Image.Resampling.NEAREST)
         return torch.from_numpy(np.asarray(im) > 127)
 
     def to_dict(self) -> dict:
@@ -88,4 +127,5 @@ class Preprocess:
             "crop": list(self.crop) if self.crop else None,
             "mean": list(self.mean),
             "std": list(self.std),
+            "mode": self.mode,
         }

@@ -36,6 +36,7 @@ from ..inference.folder import (
     write_results,
 )
 from ..progress import Progress, progress_bar
+from ..thresholds import DEFAULT_DECISION, Decision
 
 log = logging.getLogger(__name__)
 
@@ -126,14 +127,16 @@ class RayEngine:
         is used) is cut into batches dealt round-robin to as many shards as there are workers.
         """
         paths = [str(p.resolve()) for p in train_paths(data, "fitting on Ray")]
-        hparams = model.hparams() | {"device": self.device, "progress": False}
+        # the region of interest plays no part in fitting (and its picture may not be where the workers run)
+        hparams = model.hparams() | {"device": self.device, "progress": False, "roi": None}
         if hparams["weights"]:
             hparams["weights"] = str(Path(hparams["weights"]).resolve())
         with self.session():
             # Shards of whole batches, dealt round-robin: each image meets the same batch-mates as in one process,
             # and each shard is a sample of the whole set (a two-level coreset needs that; contiguous shards of
             # MTD's acquisition runs lost 0.5 point of ROC AUC).
-            batches = [paths[a : a + model.batch_size] for a in range(0, len(paths), model.batch_size)]
+            step = model.images_per_batch()
+            batches = [paths[a : a + step] for a in range(0, len(paths), step)]
             count = min(self.worker_count(), len(batches))
             shards = [[p for batch in batches[s::count] for p in batch] for s in range(count)]
             task = ray.remote(_partial_fit).options(num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker)
@@ -159,7 +162,7 @@ class RayEngine:
         overwrite: bool = False,
         batch_size: int = 16,
         runtime: str = "torch",
-        min_area: int = 0,
+        decision: Decision = DEFAULT_DECISION,
     ) -> FolderPrediction:
         """:func:`~indad.inference.predict_folder` with Ray Data: each worker loads the model once and scores batches.
 
@@ -187,7 +190,7 @@ class RayEngine:
                     "threads": self.threads,
                     "base": str(base),
                     "root": str(tmp.resolve()),
-                    "min_area": min_area,
+                    "decision": decision,
                 },
                 batch_size=1,
                 batch_format="numpy",
@@ -224,7 +227,7 @@ def _partial_fit(method: str, hparams: dict, paths: list[str], shards: int, thre
     torch.set_num_threads(threads)
     model = METHODS[method](**hparams)
     with torch.inference_mode():
-        part = model.partial_fit_state(model.iter_batches(paths, "train", f"{method}: shard"), shards)
+        part = model.partial_fit_state(model.fit_batches(paths, f"{method}: shard"), shards)
     return {name: tensor.cpu() for name, tensor in part.items()}
 
 
@@ -232,10 +235,10 @@ class _ScoreBatches:
     """A Ray Data worker: the scorer loaded once, then batches of files -> CSV fields, pictures under ``root``."""
 
     def __init__(
-        self, model_path: str, runtime: str, device: str, threads: int, base: str, root: str, min_area: int
+        self, model_path: str, runtime: str, device: str, threads: int, base: str, root: str, decision: Decision
     ) -> None:
         self.root = Path(root)
-        self.min_area = min_area
+        self.decision = decision
         if not self.root.is_dir():
             raise FileNotFoundError(
                 f"the output folder {root} is not visible on this Ray node ({os.uname().nodename}):"
@@ -250,7 +253,7 @@ class _ScoreBatches:
         first, files = int(batch["first"][0]), [str(f) for f in batch["files"][0]]
         paths = [Path(f) for f in files]
         items = [read_input(p, self.scorer.preprocess) for p in paths]
-        rows = score_inputs(self.scorer, paths, items, self.base, self.root, self.min_area)
+        rows = score_inputs(self.scorer, paths, items, self.base, self.root, self.decision)
         return {
             "index": np.arange(first, first + len(rows)),
             **{c: np.array([r[c] for r in rows], dtype=object) for c in ROW_FIELDS},

@@ -41,7 +41,7 @@ def export_model(model: AnomalyModel, path: str | os.PathLike, fmt: str = "onnx"
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     model.require_fitted()
-    module = model.build_module(exportable=True).eval()
+    module = model.scoring_module(exportable=True).eval()
     header = json.dumps(file_header(model.metadata()))
     with atomic_output(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -95,10 +95,7 @@ class OnnxScorer:
         if HEADER_KEY not in meta:
             raise ModelFileError(f"{path} was not exported by indad (no '{HEADER_KEY}' metadata)")
         self.header = json.loads(meta[HEADER_KEY])
-        p = self.header["preprocess"]
-        self.preprocess = Preprocess(
-            tuple(p["resize"]), tuple(p["crop"]) if p["crop"] else None, tuple(p["mean"]), tuple(p["std"])
-        )
+        self.preprocess = Preprocess.from_dict(self.header["preprocess"])
         t = self.header.get("thresholds")
         self.thresholds = None if t is None else Thresholds.from_dict(t)
         self.input_name = self.session.get_inputs()[0].name

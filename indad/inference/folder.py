@@ -20,7 +20,7 @@ from ..errors import DatasetLayoutError, ImageReadError, InputError, ModelFileEr
 from ..files import atomic_output, csv_text, write_atomic
 from ..progress import Progress, track
 from ..regions import Region, find_regions
-from ..thresholds import Thresholds, decision_label, is_defective
+from ..thresholds import DEFAULT_DECISION, Decision, Thresholds, is_defective
 from .visualize import heatmap_image, map_to_original, mask_image, overlay_image
 
 CSV_COLUMNS = (
@@ -147,15 +147,15 @@ def _collate(items: list[dict]) -> list[dict]:
 
 
 def score_inputs(
-    scorer: Scorer, paths: list[Path], items: list[dict], base: Path, root: Path, min_area: int = 0
+    scorer: Scorer, paths: list[Path], items: list[dict], base: Path, root: Path, decision: Decision = DEFAULT_DECISION
 ) -> list[dict]:
     """The result rows (:data:`ROW_FIELDS`) of inputs read by :func:`read_input`, in order.
 
     The readable ones are scored in one batch. Their pictures go under ``root``
     (see :func:`predict_folder`), each file written whole or not at all, so
     scoring an image again rewrites the same files. With thresholds, each row
-    lists the image's defect regions of at least ``min_area`` pixels, in
-    original-image coordinates.
+    lists the image's defect regions of at least ``decision.min_area`` pixels, in
+    original-image coordinates, and its decision by ``decision``.
     """
     rows = [_row(path, None, scorer.thresholds, item["error"]) for path, item in zip(paths, items, strict=True)]
     good = [i for i, item in enumerate(items) if not item["error"]]
@@ -164,8 +164,9 @@ def score_inputs(
         for i, score, amap in zip(good, scores, maps, strict=True):
             full = map_to_original(amap, scorer.preprocess, items[i]["original"].size)
             _write_pictures(root, _relative(paths[i], base), items[i]["original"], full, scorer.thresholds)
-            regions = None if scorer.thresholds is None else find_regions(full, scorer.thresholds.pixel, min_area)
-            rows[i] = _row(paths[i], float(score), scorer.thresholds, "", regions)
+            t = scorer.thresholds
+            regions = None if t is None else find_regions(full, t.pixel, decision.min_area)
+            rows[i] = _row(paths[i], float(score), t, "", regions, decision)
     return rows
 
 
@@ -204,7 +205,7 @@ def predict_folder(
     batch_size: int = 16,
     num_workers: int = 0,
     progress: Progress = True,
-    min_area: int = 0,
+    decision: Decision = DEFAULT_DECISION,
 ) -> FolderPrediction:
     """Score every image of ``inputs`` and write ``out/predictions.csv``, ``out/predictions.jsonl`` and pictures.
 
@@ -213,7 +214,7 @@ def predict_folder(
     threshold), ``overlays/REL.png`` (on the original image, at its original
     size, defect outlines in white) and ``masks/REL.png`` (map at or above the
     pixel threshold; all black without thresholds). With thresholds, the
-    connected regions of the mask of at least ``min_area`` pixels are the
+    connected regions of the mask of at least ``decision.min_area`` pixels are the
     image's defect regions: their count and the largest area are CSV columns,
     and ``predictions.jsonl`` lists each (:class:`~indad.regions.Region`: area,
     bounding box, centroid in original-image pixels; peak and mean score).
@@ -230,7 +231,7 @@ def predict_folder(
     with atomic_output(out) as tmp:
         for batch in track(loader, "predict", len(loader), progress):
             indices = [item["index"] for item in batch]
-            scored = score_inputs(scorer, [files[i] for i in indices], batch, base, tmp, min_area)
+            scored = score_inputs(scorer, [files[i] for i in indices], batch, base, tmp, decision)
             for i, row in zip(indices, scored, strict=True):
                 rows[i] = row
                 if row["error"]:
@@ -250,14 +251,19 @@ def _relative(path: Path, base: Path) -> Path:
 
 
 def _row(
-    path: Path, score: float | None, thresholds: Thresholds | None, error: str, regions: list[Region] | None = None
+    path: Path,
+    score: float | None,
+    thresholds: Thresholds | None,
+    error: str,
+    regions: list[Region] | None = None,
+    decision: Decision = DEFAULT_DECISION,
 ) -> dict:
     row = dict.fromkeys(ROW_FIELDS, "") | {"path": str(path), "error": error}
     if score is not None:
         row["score"] = f"{score:.6g}"
         if thresholds is not None:
             row["normalized_score"] = f"{score / thresholds.image:.6g}"
-            row["decision"] = decision_label(score, thresholds.image)
+            row["decision"] = decision.label(score, regions or [], thresholds)
             row["threshold"] = f"{thresholds.image:.6g}"
     if regions is not None:
         row["regions"] = str(len(regions))

@@ -11,8 +11,8 @@ from ..data import Preprocess
 def map_to_original(anomaly_map: np.ndarray, preprocess: Preprocess, size: tuple[int, int]) -> np.ndarray:
     """An anomaly map at the network input size brought back onto the original image ``size = (width, height)``.
 
-    The resize (and centre crop) of ``preprocess`` is undone; the border a crop
-    removed, which the model never saw, scores 0.
+    The resize (stretch or letterbox) and centre crop of ``preprocess`` are
+    undone; the border a crop removed, which the model never saw, scores 0.
     """
     resized = np.zeros(preprocess.resize, dtype=np.float32)
     box = preprocess.crop_box()
@@ -21,7 +21,9 @@ def map_to_original(anomaly_map: np.ndarray, preprocess: Preprocess, size: tuple
     else:
         left, top, right, bottom = box
         resized[top:bottom, left:right] = anomaly_map
-    return np.asarray(Image.fromarray(resized, mode="F").resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
+    left, top, right, bottom = preprocess.content_box(size)
+    content = Image.fromarray(np.ascontiguousarray(resized[top:bottom, left:right]), mode="F")
+    return np.asarray(content.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def heatmap_image(anomaly_map: np.ndarray, vmax: float, colormap: str = "jet") -> Image.Image:

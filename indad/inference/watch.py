@@ -25,6 +25,7 @@ from typing import Any
 from ..data.images import list_images
 from ..errors import InputError
 from ..files import csv_text, remove_partials, write_atomic
+from ..thresholds import Decision
 from .folder import CSV_COLUMNS, Scorer, read_input, report_error, score_inputs
 
 LEDGER = "predictions.jsonl"
@@ -89,7 +90,7 @@ class HotFolder:
     move: bool = False
     settle_s: float = 1.0
     batch_size: int = 16
-    min_area: int = 0
+    decision: Decision = field(default_factory=Decision)
     clock: Callable[[], float] = time.monotonic
     _done: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)  # file key -> its ledger record
     _seen: dict[Path, tuple[str, float]] = field(default_factory=dict, init=False)  # file -> (key, first seen)
@@ -138,7 +139,7 @@ class HotFolder:
             batch = files[start : start + self.batch_size]
             keys = [self._seen[p][0] for p in batch]
             items = [read_input(p, self.scorer.preprocess) for p in batch]
-            scored = score_inputs(self.scorer, batch, items, self.in_dir.absolute(), self.out_dir, self.min_area)
+            scored = score_inputs(self.scorer, batch, items, self.in_dir.absolute(), self.out_dir, self.decision)
             records: list[dict[str, Any]] = []
             taken: set[Path] = set()
             for path, key, row in zip(batch, keys, scored, strict=True):

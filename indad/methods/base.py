@@ -9,7 +9,11 @@ process, on a Ray cluster, saving, loading and exporting are built from:
   process), and the state from every shard's part; a one-process fit is one shard;
 - :meth:`AnomalyModel.extend_state`: more normal images without refitting;
 - :meth:`AnomalyModel.to_state` and :meth:`AnomalyModel.from_state`: what a model file holds;
-- :meth:`AnomalyModel.build_module`: the plain scoring ``nn.Module``.
+- :meth:`AnomalyModel.build_module`: the plain scoring ``nn.Module`` of network inputs (one tile, when tiled).
+
+The base class feeds them: :meth:`AnomalyModel.fit_batches` (images cut into
+tiles when tiled) and :meth:`AnomalyModel.scoring_module` (the method's module
+over whole images: tiles stitched, the region of interest applied).
 """
 
 from __future__ import annotations
@@ -34,8 +38,10 @@ from ..errors import InputError, NotCalibratedError, NotFittedError
 from ..metrics import evaluate_predictions
 from ..progress import Progress, track
 from ..regions import Region, find_regions
+from ..roi import RoiSource, roi_mask
 from ..thresholds import Thresholds, f1_thresholds, good_quantile_thresholds, is_defective
 from ..version import __version__
+from .whole_image import TileGrid, Tiling, WholeImageModule
 
 Batch = dict[str, Any]
 """A batch of images: ``image`` (a normalised ``(B, 3, H, W)`` tensor on the model's device), and, from
@@ -46,6 +52,8 @@ Tensors = dict[str, torch.Tensor]
 
 # Constructor parameters that say where a model runs, not what it is: not stored in a model file.
 RUNTIME_PARAMS = ("device", "progress", "weights", "num_workers")
+ROI_TENSOR = "roi_mask"
+"""The model file's tensor of the region of interest (bool, working size)."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +73,7 @@ class Prediction:
     scores:
         ``(N,)`` image anomaly scores (higher is more anomalous).
     maps:
-        ``(N, H, W)`` pixel anomaly maps at the network input size.
+        ``(N, H, W)`` pixel anomaly maps at the working size (``image_size``, or its crop).
     paths:
         Source of each image (file path, or ``<image i>`` for in-memory images).
     thresholds:
@@ -103,7 +111,7 @@ class Prediction:
     def regions(self, min_area: int = 0) -> list[list[Region]]:
         """Per image, its defect regions: connected parts of :attr:`masks` of at least ``min_area`` pixels.
 
-        Coordinates and areas are in pixels of the maps (the network input);
+        Coordinates and areas are in pixels of the maps (the working size);
         ``indad predict`` reports them in original-image pixels.
         """
         pixel = self._required_thresholds().pixel
@@ -126,9 +134,23 @@ class AnomalyModel(ABC):
     strides:
         Output strides of the backbone stages the method uses (None: the method's default).
     image_size:
-        Every image is resized to this size (int or ``(H, W)``).
+        The working size: every image is resized to it (int or ``(H, W)``).
     crop_size:
         Optional centre crop after resizing.
+    resize:
+        ``"stretch"`` (the image fills ``image_size``) or ``"fit"`` (aspect ratio
+        kept: scaled to fit inside, centred on black).
+    tile:
+        None (the working image is the network input), or tiles of the working
+        image: ``{"size": 256, "overlap": 32}`` (or just the size). Fit and
+        scoring see every tile; maps are stitched back, overlaps averaged, and
+        the image score is the stitched map's maximum (see
+        :mod:`~indad.methods.whole_image`).
+    roi:
+        Region of interest: a mask picture (white = inspect, any size) or
+        ``{"polygons": [[[x, y], ...]], "size": [width, height]}`` (see
+        :mod:`~indad.roi`). Outside it the anomaly map is 0 and the image score
+        is the map's maximum. The model file and exports keep it.
     blur_sigma:
         Gaussian blur of the anomaly maps, in pixels.
     batch_size:
@@ -157,6 +179,9 @@ class AnomalyModel(ABC):
     strides: tuple[int, ...] | list[int] | None = None
     image_size: int | tuple[int, int] | list[int] = 256
     crop_size: int | tuple[int, int] | list[int] | None = None
+    resize: str = "stretch"
+    tile: Tiling | dict[str, Any] | int | tuple[int, int] | list[int] | None = None
+    roi: RoiSource | None = None
     blur_sigma: float = 4.0
     batch_size: int = 16
     device: str | torch.device = "auto"
@@ -183,7 +208,12 @@ class AnomalyModel(ABC):
         self.num_workers = int(self.num_workers)
         self.seed = int(self.seed)
         self.progress = self.progress if callable(self.progress) else bool(self.progress)
-        self.preprocess = Preprocess(image_size, crop_size, *backbone_normalization(self.backbone_name))
+        self.preprocess = Preprocess(image_size, crop_size, *backbone_normalization(self.backbone_name), self.resize)
+        self.tile = Tiling.parse(self.tile)
+        self.tile_grid = None if self.tile is None else TileGrid(self.preprocess.output_size, self.tile)
+        self.roi_mask: torch.Tensor | None = None
+        if self.roi is not None:
+            self.set_roi_mask(self.preprocess.mask(roi_mask(self.roi)))
         self._backbone: Backbone | None = None
         self.module: nn.Module | None = None
         self.thresholds: Thresholds | None = None
@@ -193,6 +223,28 @@ class AnomalyModel(ABC):
     def stage_strides(self) -> tuple[int, ...]:
         """The strides of the backbone stages used: ``strides``, or the method's default."""
         return tuple(int(s) for s in (self.strides or self.default_strides))
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the network input: a tile's size, or the working size."""
+        return self.preprocess.output_size if self.tile_grid is None else self.tile_grid.tiling.size
+
+    @property
+    def tiles_per_image(self) -> int:
+        """Network inputs per image: the tiles of the working image (1 untiled)."""
+        return 1 if self.tile_grid is None else self.tile_grid.count
+
+    def images_per_batch(self, batch_size: int | None = None) -> int:
+        """Images read per batch so that a forward pass sees about ``batch_size`` network inputs (at least 1 image)."""
+        return max(1, (batch_size or self.batch_size) // self.tiles_per_image)
+
+    def set_roi_mask(self, mask: torch.Tensor) -> None:
+        """Set the region of interest: a bool mask of the working size (True = inspect)."""
+        if tuple(mask.shape) != self.preprocess.output_size:
+            raise InputError(f"an ROI mask must be {self.preprocess.output_size}, got {tuple(mask.shape)}")
+        if not bool(mask.any()):
+            raise InputError("the region of interest inspects nothing at the working size")
+        self.roi_mask = mask.bool().to(self.device)
 
     @property
     def backbone(self) -> Backbone:
@@ -218,6 +270,8 @@ class AnomalyModel(ABC):
                 value = list(value)
             elif isinstance(value, (torch.device, os.PathLike)):
                 value = str(value)
+            elif isinstance(value, Tiling):
+                value = value.to_dict()
             elif name == "progress":
                 value = bool(value)  # a callback is not plain data
             out[name] = value
@@ -256,18 +310,36 @@ class AnomalyModel(ABC):
             if data.ndim != 4 or data.shape[1] != 3:
                 raise InputError(f"a tensor input must be a normalised batch (B, 3, H, W), got {tuple(data.shape)}")
             offset = 0
-            for chunk in data.split(batch_size or self.batch_size):
+            for chunk in data.split(self.images_per_batch(batch_size)):
                 n = chunk.shape[0]
                 yield {"image": chunk.to(self.device), "path": [f"<tensor {offset + i}>" for i in range(n)]}
                 offset += n
             return
-        loader = make_loader(data, self.preprocess, split, batch_size or self.batch_size, self.num_workers)
+        loader = make_loader(data, self.preprocess, split, self.images_per_batch(batch_size), self.num_workers)
         total = len(loader) if isinstance(loader, Sized) else None
         for batch in track(loader, desc, total, self.progress):
             if isinstance(batch, (list, tuple)):  # a plain (images, ...) DataLoader
                 batch = {"image": batch[0]}
             batch["image"] = batch["image"].to(self.device, non_blocking=True)
             yield batch
+
+    def fit_batches(self, data: Any, desc: str) -> Iterator[Batch]:
+        """The batches :meth:`partial_fit_state` and :meth:`extend_state` take: normal images (as tiles when tiled).
+
+        A batch's ``image`` is then ``(B * tiles_per_image, 3, th, tw)``, each image's tiles together.
+        """
+        for batch in self.iter_batches(data, "train", desc):
+            if self.tile_grid is not None:
+                batch["image"] = self.tile_grid.split(batch["image"])
+            yield batch
+
+    def scoring_module(self, exportable: bool = False) -> nn.Module:
+        """The fitted scoring module over whole working images: :meth:`build_module`, tiled and masked if asked."""
+        module = self.build_module(exportable)
+        if self.tile_grid is None and self.roi_mask is None:
+            return module
+        grid = None if self.tile_grid is None else self.tile_grid.to(self.device)
+        return WholeImageModule(module, grid, self.roi_mask)
 
     # ----------------------------------------------------------------- fit / predict
     def fit(self, data: Any, holdout: float = 0.0, quantile: float = 0.99, engine: Any = None) -> AnomalyModel:
@@ -289,11 +361,11 @@ class AnomalyModel(ABC):
         self.thresholds = None
         with torch.inference_mode():
             if engine is None:
-                parts = [self.partial_fit_state(self.iter_batches(data, "train", f"{self.method}: features"), 1)]
+                parts = [self.partial_fit_state(self.fit_batches(data, f"{self.method}: features"), 1)]
             else:
                 parts = engine.partial_fits(self, data)
             self.merge_states(parts)
-        self.module = self.build_module().eval()
+        self.module = self.scoring_module().eval()
         self.timings["fit_s"] = time.perf_counter() - start
         if calibration is not None:
             self.calibrate(calibration, quantile)
@@ -328,8 +400,8 @@ class AnomalyModel(ABC):
         """Add good images to the fitted model without refitting on the old ones; thresholds are kept."""
         self.require_fitted()
         with torch.inference_mode():
-            self.extend_state(self.iter_batches(images, "train", f"{self.method}: add normal"))
-        self.module = self.build_module().eval()
+            self.extend_state(self.fit_batches(images, f"{self.method}: add normal"))
+        self.module = self.scoring_module().eval()
         return self
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -337,7 +409,14 @@ class AnomalyModel(ABC):
         from ..export.model_file import write_model_file
 
         self.require_fitted()
-        return write_model_file(path, self.to_state().tensors, self.metadata())
+        return write_model_file(path, self.file_tensors(), self.metadata())
+
+    def file_tensors(self) -> Tensors:
+        """What a model file holds: the :meth:`to_state` tensors, and ``roi_mask`` with a region of interest."""
+        tensors = dict(self.to_state().tensors)
+        if self.roi_mask is not None:
+            tensors[ROI_TENSOR] = self.roi_mask
+        return tensors
 
     def require_fitted(self) -> nn.Module:
         """The fitted scoring module; :class:`~indad.errors.NotFittedError` before :meth:`fit`."""
@@ -372,7 +451,10 @@ class AnomalyModel(ABC):
 
     @abstractmethod
     def build_module(self, exportable: bool = False) -> nn.Module:
-        """The fitted scoring module: normalised images ``(B, 3, H, W)`` -> (scores ``(B,)``, maps ``(B, H, W)``).
+        """The fitted module of network inputs ``(B, 3, h, w)`` -> (scores ``(B,)``, maps ``(B, h, w)``).
+
+        Network inputs are tiles when tiled: a batch then holds whole images' tiles in :meth:`fit_batches`'
+        order. :meth:`scoring_module` wraps it for whole images.
 
         ``exportable``: only torch operations (no faiss), with loop bounds that do
         not depend on the batch size, for ONNX and TorchScript export.
@@ -393,11 +475,18 @@ class AnomalyModel(ABC):
             yield (batch, *self.score_batch(batch["image"]))
 
     def score_batch(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Image scores ``(B,)`` and anomaly maps ``(B, H, W)`` (float32 numpy) of a normalised batch."""
+        """Image scores ``(B,)`` and anomaly maps ``(B, H, W)`` (float32 numpy) of a normalised batch.
+
+        A tiled model scores :meth:`images_per_batch` images at a time.
+        """
         module = self.require_fitted()
+        scores, maps = [], []
         with torch.inference_mode():
-            scores, maps = module(images.to(self.device))
-        return scores.float().cpu().numpy(), maps.float().cpu().numpy()
+            for chunk in images.split(max(1, len(images)) if self.tile_grid is None else self.images_per_batch()):
+                s, m = module(chunk.to(self.device))
+                scores.append(s.float().cpu().numpy())
+                maps.append(m.float().cpu().numpy())
+        return np.concatenate(scores), np.concatenate(maps)
 
     def predict(self, images: Any, batch_size: int | None = None) -> Prediction:
         """Image scores and anomaly maps.

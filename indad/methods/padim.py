@@ -100,8 +100,17 @@ class GaussianAccumulator:
         return mean, cov
 
 
+def tile_positions(emb: torch.Tensor, tiles: int) -> torch.Tensor:
+    """Embeddings of tiles ``(B * tiles, d, h, w)`` as ``(B, d, tiles * h * w)``: a position per tile and place."""
+    bt, d, h, w = emb.shape
+    return emb.reshape(bt // tiles, tiles, d, h * w).transpose(1, 2).reshape(bt // tiles, d, tiles * h * w)
+
+
 class PaDiMModule(nn.Module):
-    """Fitted PaDiM: normalised images -> (image scores ``(B,)``, anomaly maps ``(B, H, W)``)."""
+    """Fitted PaDiM: normalised images (or their tiles) -> (image scores ``(B,)``, anomaly maps ``(B, H, W)``).
+
+    With ``tiles`` > 1 a batch holds whole images' tiles, each tile position with its own Gaussians.
+    """
 
     mean: torch.Tensor
     inv_cov: torch.Tensor
@@ -113,9 +122,11 @@ class PaDiMModule(nn.Module):
         mean: torch.Tensor,
         inv_cov: torch.Tensor,
         map_generator: AnomalyMapGenerator,
+        tiles: int = 1,
     ) -> None:
         super().__init__()
         self.backbone = backbone
+        self.tiles = int(tiles)
         self.n_stages = len(backbone.channels)
         for i, chosen in enumerate(stage_channels(channels, backbone.channels)):
             self.register_buffer(f"channels_{i}", chosen)
@@ -126,10 +137,11 @@ class PaDiMModule(nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         emb = pyramid_embedding(self.backbone(images), [getattr(self, f"channels_{i}") for i in range(self.n_stages)])
-        b, d, h, w = emb.shape
-        # (P, B, d), contiguous: a strided batch makes bmm copy each position's rows separately (10-20x slower).
-        delta = (emb.reshape(b, d, h * w).permute(2, 0, 1) - self.mean[:, None, :]).contiguous()
-        dist2 = (torch.bmm(delta, self.inv_cov) * delta).sum(-1)  # (P, B)
+        b, _, h, w = emb.shape
+        positions = tile_positions(emb, self.tiles)  # (B', d, P)
+        # (P, B', d), contiguous: a strided batch makes bmm copy each position's rows separately (10-20x slower).
+        delta = (positions.permute(2, 0, 1) - self.mean[:, None, :]).contiguous()
+        dist2 = (torch.bmm(delta, self.inv_cov) * delta).sum(-1)  # (P, B')
         dist = dist2.clamp_min(0).sqrt().T.reshape(b, h, w)
         maps = self.map_generator(dist)
         return maps.amax(dim=(1, 2)), maps
@@ -143,6 +155,10 @@ class PaDiM(AnomalyModel):
     ----------
     d_reduced:
         Channels kept by a seeded random choice (0 keeps all).
+
+    With tiles, each tile position of the working image has its own Gaussians:
+    memory grows with the number of tiles (``P * d * d`` floats, P the feature
+    positions of all tiles).
     epsilon:
         Regulariser added to each covariance diagonal.
     strides:
@@ -203,7 +219,7 @@ class PaDiM(AnomalyModel):
     def _accumulate(self, acc: GaussianAccumulator, batches: Iterable[Batch]) -> None:
         channels = stage_channels(self.channels, self.backbone.channels)
         for batch in batches:
-            acc.update(pyramid_embedding(self.backbone(batch["image"]), channels).flatten(2))
+            acc.update(tile_positions(pyramid_embedding(self.backbone(batch["image"]), channels), self.tiles_per_image))
 
     def _fitted_accumulator(self) -> GaussianAccumulator:
         if self.accumulator is None:
@@ -232,5 +248,6 @@ class PaDiM(AnomalyModel):
             self.channels,
             mean.float(),
             inv.float(),
-            AnomalyMapGenerator(self.preprocess.output_size, self.blur_sigma),
+            AnomalyMapGenerator(self.input_size, self.blur_sigma),
+            self.tiles_per_image,
         )

@@ -313,7 +313,7 @@ class PatchCore(AnomalyModel):
             self.backbone,
             self._fitted_bank(),
             self.searcher(exportable),
-            AnomalyMapGenerator(self.preprocess.output_size, self.blur_sigma),
+            AnomalyMapGenerator(self.input_size, self.blur_sigma),
             self.n_reweight,
             self.image_score,
         )

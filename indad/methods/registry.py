@@ -8,7 +8,7 @@ from ..errors import ModelFileError
 from ..export.model_file import read_header, read_tensors
 from ..progress import Progress
 from ..thresholds import Thresholds
-from .base import AnomalyModel, ModelState
+from .base import ROI_TENSOR, AnomalyModel, ModelState
 from .padim import PaDiM
 from .patchcore import PatchCore
 from .spade import SPADE
@@ -29,7 +29,10 @@ def load_model(
     method = header.get("method")
     if method not in METHODS:
         raise ModelFileError(f"{path}: unknown method {method!r} (known: {', '.join(METHODS)})")
-    model = METHODS[method](**header["hparams"], device=device, weights=weights, progress=progress)
+    # The region of interest travels as a tensor (its picture need not exist here): not rebuilt from its source.
+    hparams = {**header["hparams"], "roi": None}
+    model = METHODS[method](**hparams, device=device, weights=weights, progress=progress)
+    model.roi = header["hparams"].get("roi")
     stored = header["backbone"]
     if model.backbone.fingerprint != stored["fingerprint"]:
         raise ModelFileError(
@@ -37,7 +40,10 @@ def load_model(
             f"(from {stored['weights_source']}), but the weights found here ({model.backbone.weights_source}) have "
             f"fingerprint {model.backbone.fingerprint}: scores would be meaningless. Pass the original weights."
         )
-    model.from_state(ModelState(read_tensors(path, model.device), header["state"]))
+    tensors = read_tensors(path, model.device)
+    if ROI_TENSOR in tensors:
+        model.set_roi_mask(tensors.pop(ROI_TENSOR))
+    model.from_state(ModelState(tensors, header["state"]))
     model.thresholds = None if header["thresholds"] is None else Thresholds.from_dict(header["thresholds"])
-    model.module = model.build_module().eval()
+    model.module = model.scoring_module().eval()
     return model

@@ -242,7 +242,7 @@ class SPADE(AnomalyModel):
             self.k,
             self.kappa,
             self.aligned,
-            AnomalyMapGenerator(self.preprocess.output_size, self.blur_sigma),
+            AnomalyMapGenerator(self.input_size, self.blur_sigma),
             TorchNearestNeighbors() if exportable else None,
             (1024, 4096) if exportable else None,
         )

@@ -9,7 +9,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -24,7 +24,7 @@ from ..errors import IndadError
 from ..inference.folder import Scorer
 from ..inference.visualize import heatmap_image, map_to_original
 from ..regions import find_regions
-from ..thresholds import decision_label
+from ..thresholds import Decision
 from ..version import __version__
 from .batcher import MicroBatcher
 from .metrics import Metrics
@@ -48,8 +48,8 @@ class ServiceOptions:
         Largest image accepted, in pixels (413 above it; checked before decoding).
     max_images:
         Most images in one request.
-    min_area:
-        Defect regions smaller than this many pixels of the original image are left out.
+    decision:
+        How an image is judged, and the smallest defect region reported (:class:`~indad.thresholds.Decision`).
     token:
         Bearer token required on every route but ``/healthz``; None: no authentication.
     decode_threads:
@@ -63,7 +63,7 @@ class ServiceOptions:
     max_body_bytes: int = 64 * 2**20
     max_pixels: int = 50_000_000
     max_images: int = 64
-    min_area: int = 0
+    decision: Decision = field(default_factory=Decision)
     token: str | None = None
     decode_threads: int = 2
     max_queue: int = 256
@@ -144,18 +144,25 @@ def model_summary(scorer: Scorer) -> dict[str, Any]:
 
 
 def describe(
-    name: str, original: Image.Image, score: float, amap: np.ndarray, scorer: Scorer, min_area: int, heatmap: bool
+    name: str,
+    original: Image.Image,
+    score: float,
+    amap: np.ndarray,
+    scorer: Scorer,
+    decision: Decision,
+    heatmap: bool,
 ) -> dict[str, Any]:
     """One image's result (:class:`ImageResult`); regions and heatmap from the map at the original size."""
     t = scorer.thresholds
     result: dict[str, Any] = {"name": name, "width": original.width, "height": original.height, "score": score}
     full = map_to_original(amap, scorer.preprocess, original.size)
     if t is not None:
+        regions = find_regions(full, t.pixel, decision.min_area)
         result |= {
             "normalized_score": score / t.image,
-            "decision": decision_label(score, t.image),
+            "decision": decision.label(score, regions, t),
             "threshold": t.image,
-            "regions": [r.to_dict() for r in find_regions(full, t.pixel, min_area)],
+            "regions": [r.to_dict() for r in regions],
         }
     if heatmap:
         buffer = io.BytesIO()
@@ -267,7 +274,7 @@ def create_app(scorer: Scorer, options: ServiceOptions | None = None) -> FastAPI
 
         def describe_all() -> list[dict[str, Any]]:
             return [
-                describe(name, im, score, amap, scorer, options.min_area, heatmap)
+                describe(name, im, score, amap, scorer, options.decision, heatmap)
                 for (name, _), im, (score, amap) in zip(uploads, originals, scored, strict=True)
             ]
 

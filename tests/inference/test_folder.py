@@ -13,6 +13,7 @@ import indad
 from indad.cli.main import cli
 from indad.data import Preprocess, make_loader
 from indad.inference import TorchScorer, map_to_original, predict_folder
+from indad.thresholds import Decision
 from tests.conftest import assert_pictures_show_the_map, save_image
 
 READABLE = ("a.jpg", "a.png", "sub/a.png")  # the images of the inputs fixture, in CSV order; sub/broken.png is not
@@ -80,7 +81,7 @@ def test_folder_prediction_writes_everything_and_reports_bad_files(tiny_model, i
     with pytest.raises(FileExistsError, match="--overwrite"):
         predict_folder(TorchScorer(tiny_model), [inputs], out, progress=False)
     (out / "stale.txt").write_text("old")
-    predict_folder(TorchScorer(tiny_model), [inputs / "a.png"], out, overwrite=True, progress=False, min_area=10**6)
+    predict_folder(TorchScorer(tiny_model), [inputs / "a.png"], out, overwrite=True, progress=False, decision=Decision(min_area=10**6))
     again = list(csv.DictReader((out / "predictions.csv").open()))
     assert not (out / "stale.txt").exists() and len(again) == 1
     assert again[0]["regions"] == again[0]["largest_area"] == "0"  # every region is below --min-area
