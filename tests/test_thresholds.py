@@ -1,7 +1,16 @@
 import numpy as np
 import pytest
 
-from indad.thresholds import Thresholds, decision_label, f1_thresholds, good_quantile_thresholds, is_defective
+from indad.errors import InputError
+from indad.regions import find_regions
+from indad.thresholds import (
+    Decision,
+    Thresholds,
+    decision_label,
+    f1_thresholds,
+    good_quantile_thresholds,
+    is_defective,
+)
 
 
 def test_good_quantile_rule():
@@ -35,3 +44,22 @@ def test_a_score_at_the_threshold_is_defective():
     assert is_defective(0.5, 0.5) is True and is_defective(np.float32(0.49), 0.5) is False
     np.testing.assert_array_equal(is_defective(np.array([[0.4, 0.5], [0.6, 0.1]]), 0.5), [[False, True], [True, False]])
     assert [decision_label(s, 0.5) for s in (0.5, 0.2)] == ["defective", "good"]
+
+
+def test_the_region_rule_judges_by_the_regions_left_after_min_area():
+    t = Thresholds(image=10.0, pixel=1.0, rule="good_quantile", quantile=0.99, n_images=5)
+    amap = np.zeros((20, 20))
+    amap[2:5, 2:5] = 2.0  # one region of 9 pixels
+    for rule, min_area, score, expected in [
+        (Decision(), 0, 3.0, "good"),  # by score: below the image threshold, whatever the map shows
+        (Decision("regions"), 0, 3.0, "defective"),
+        (Decision("regions", 10), 0, 3.0, "good"),  # the only region is smaller than min_area
+        (Decision("regions", 9), 0, 3.0, "defective"),
+        (Decision("score", 10), 0, 12.0, "defective"),
+    ]:
+        regions = find_regions(amap, t.pixel, rule.min_area + min_area)
+        assert rule.label(score, regions, t) == expected, rule
+    with pytest.raises(InputError, match="score, regions"):
+        Decision("area")
+    with pytest.raises(InputError, match="min_area"):
+        Decision("regions", -1)

@@ -81,7 +81,14 @@ def test_folder_prediction_writes_everything_and_reports_bad_files(tiny_model, i
     with pytest.raises(FileExistsError, match="--overwrite"):
         predict_folder(TorchScorer(tiny_model), [inputs], out, progress=False)
     (out / "stale.txt").write_text("old")
-    predict_folder(TorchScorer(tiny_model), [inputs / "a.png"], out, overwrite=True, progress=False, decision=Decision(min_area=10**6))
+    predict_folder(
+        TorchScorer(tiny_model),
+        [inputs / "a.png"],
+        out,
+        overwrite=True,
+        progress=False,
+        decision=Decision(min_area=10**6),
+    )
     again = list(csv.DictReader((out / "predictions.csv").open()))
     assert not (out / "stale.txt").exists() and len(again) == 1
     assert again[0]["regions"] == again[0]["largest_area"] == "0"  # every region is below --min-area
@@ -160,3 +167,41 @@ def test_inputs_that_cannot_be_scored_raise_the_errors_of_the_data_modules(tmp_p
     assert "not an image file" in read_input(tmp_path / "notes.txt", None)["error"]
     with pytest.raises(InputError, match="unknown runtime"):
         open_scorer(tmp_path / "m.indad", "tflite")
+
+
+def test_cli_tiles_region_of_interest_and_the_region_decision(hazelnut, tmp_path):
+    """fit --image-size --resize --tile --overlap --roi reach the model; predict --decision regions judges by them."""
+    run = CliRunner().invoke
+    picture = np.zeros((256, 256), dtype=np.uint8)
+    picture[32:224, 32:224] = 255
+    roi = save_image(tmp_path / "roi.png", picture)
+    model = tmp_path / "m.indad"
+    shape = ["--image-size", "96x128", "--resize", "fit", "--tile", "64", "--overlap", "16", "--roi", str(roi)]
+    r = run(cli, ["fit", "padim", str(hazelnut), "-o", str(model), "-q", "--holdout", "0.2", *shape])
+    assert r.exit_code == 0, r.output
+    fitted = indad.load(model)
+    assert fitted.image_size == (96, 128) and fitted.preprocess.mode == "fit" and fitted.tiles_per_image == 6
+    assert fitted.tile.to_dict() == {"size": [64, 64], "overlap": 16}
+    assert fitted.roi_mask is not None and not bool(fitted.roi_mask[:, :16].any())  # the letterbox bars: outside
+    test = hazelnut / "test"
+    decisions = {}
+    for rule, min_area in (("score", "0"), ("regions", "0"), ("regions", "400")):
+        out = tmp_path / f"out_{rule}_{min_area}"
+        r = run(
+            cli, ["predict", str(model), str(test), "-o", str(out), "-q", "--decision", rule, "--min-area", min_area]
+        )
+        assert r.exit_code == 0, r.output
+        rows = list(csv.DictReader((out / "predictions.csv").open()))
+        assert len(rows) == 10
+        decisions[rule, min_area] = [row["decision"] for row in rows]
+        for row in rows:
+            by_regions = "defective" if int(row["regions"]) else "good"
+            by_score = "defective" if float(row["score"]) >= fitted.thresholds.image else "good"
+            assert row["decision"] == (by_regions if rule == "regions" else by_score), row
+            if min_area != "0" and row["regions"] != "0":
+                assert int(row["largest_area"]) >= int(min_area)
+    assert decisions["regions", "400"] != decisions["score", "0"]  # a small region no longer makes a defect
+    r = run(cli, ["fit", "padim", str(hazelnut), "-o", str(model), "--overlap", "8"])
+    assert r.exit_code == 2 and "--overlap needs --tile" in r.output
+    r = run(cli, ["fit", "padim", str(hazelnut), "-o", str(model), "--tile", "512"])
+    assert r.exit_code == 1 and "does not fit" in r.output
