@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbones import Backbone
-from ..errors import InputError, ModelFileError, NotFittedError
+from ..errors import InputError, ModelFileError, NotFittedError, ResourceError
 from .anomaly_map import AnomalyMapGenerator
 from .base import AnomalyModel, Batch, ModelState, Tensors
 
@@ -44,6 +45,24 @@ def pyramid_embedding(features: list[torch.Tensor], channels: Sequence[torch.Ten
     return torch.cat(maps, dim=1)
 
 
+def available_memory() -> int | None:
+    """Bytes of memory free now (Linux), or None where unknown."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(needed: int, what: str) -> None:
+    """A :class:`~indad.errors.ResourceError` naming ``what`` when ``needed`` bytes exceed the free memory."""
+    free = available_memory()
+    if free is not None and needed > free:
+        raise ResourceError(
+            f"{what} need {needed / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free: use fewer or smaller tiles, "
+            "a smaller image_size, coarser strides or a smaller d_reduced"
+        )
+
+
 class GaussianAccumulator:
     """Running sums of per-position embeddings, in float64, for a mean and covariance per position.
 
@@ -64,10 +83,11 @@ class GaussianAccumulator:
         return acc
 
     def update(self, emb: torch.Tensor) -> None:
-        """Add a batch of embeddings ``(B, d, P)``."""
+        """Add a batch of embeddings ``(B, d, P)``; a :class:`~indad.errors.ResourceError` if the sums cannot fit."""
         x = emb.double()
         if self.sum is None or self.outer is None:
             _, d, p = x.shape
+            check_memory(p * d * (d + 1) * 8, f"PaDiM's statistics ({p} positions x {d}^2 channel pairs)")
             self.sum = torch.zeros(p, d, dtype=torch.float64, device=x.device)
             self.outer = torch.zeros(p, d, d, dtype=torch.float64, device=x.device)
         self.count += x.shape[0]

@@ -88,3 +88,14 @@ def test_end_to_end_hazelnut(hazelnut):
     result = PaDiM(progress=False).fit(hazelnut).evaluate(hazelnut)
     assert result["pixel_auroc"] >= 0.95 and result["aupro"] >= 0.8
     assert result["image_auroc"] >= 0.7  # 10 test images: a coarse check
+
+
+def test_statistics_too_large_for_the_memory_are_refused_before_allocating(monkeypatch):
+    import indad.methods.padim as padim
+    from indad.errors import ResourceError
+
+    monkeypatch.setattr(padim, "available_memory", lambda: 2**20)
+    acc = GaussianAccumulator()
+    with pytest.raises(ResourceError, match=r"4096 positions x 100\^2 .* need 0\.3 GiB, 0\.0 GiB free"):
+        acc.update(torch.zeros(1, 100, 4096))
+    assert acc.sum is None
