@@ -21,11 +21,14 @@ from ..backbones import OFFLINE_BACKBONES
 from ..config import load_config
 from ..data import GOOD, dataset_folders, list_images, read_image, read_mask, scan_test
 from ..data.images import decode_image, to_rgb
-from ..errors import ConfigError, ImageReadError
+from ..data.transforms import RESIZE_MODES
+from ..errors import ConfigError, ImageReadError, InputError
 from ..inference.visualize import heatmap_image, map_to_original, mask_image, overlay_image
 from ..methods import METHODS
 from ..progress import ProgressEvent
-from ..thresholds import Thresholds, decision_label, is_defective
+from ..regions import Region, find_regions
+from ..roi import roi_mask
+from ..thresholds import DEFAULT_DECISION, Decision, Thresholds, decision_label, is_defective
 
 MIN_GOOD_IMAGES = 3
 HOLDOUT_MIN_IMAGES = 10  # fewer good images than this: all train, no thresholds from a holdout
@@ -92,9 +95,57 @@ MAIN_PARAMS: dict[str, tuple[ParamSpec, ...]] = {
     ),
 }
 COMMON_PARAMS = (
-    ParamSpec("image_size", "Image size (px)", 64, 512, 32, "Every image is resized to this size."),
+    ParamSpec(
+        "image_size",
+        "Image size (px)",
+        64,
+        2048,
+        32,
+        "The working size: every image is resized to it (tiles are cut from it).",
+    ),
     ParamSpec("blur_sigma", "Map blur (sigma, px)", 0.0, 16.0, 0.5, "Gaussian blur of the anomaly maps."),
 )
+
+
+TILE_SIZE, TILE_OVERLAP = 128, 16  # where the sidebar's tile settings start
+
+
+def shape_params(image_size: int, resize: str, tile_size: int | None = None, overlap: int = 0) -> dict[str, Any]:
+    """The model parameters saying how an image meets the network: resize mode and tiles.
+
+    Parameters
+    ----------
+    image_size:
+        The working size every image is resized to (the tiles are cut from it).
+    resize:
+        One of :data:`~indad.data.transforms.RESIZE_MODES` (``"fit"`` keeps the aspect ratio).
+    tile_size, overlap:
+        Square tiles of ``tile_size`` pixels sharing ``overlap`` pixels; None: untiled.
+
+    Raises
+    ------
+    InputError
+        An unknown resize mode, a tile larger than the working size, an overlap not smaller than the tile.
+    """
+    if resize not in RESIZE_MODES:
+        raise InputError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
+    if tile_size is None:
+        return {"resize": resize, "tile": None}
+    if tile_size > image_size:
+        raise InputError(f"the tile size {tile_size} px is larger than the image size {image_size} px")
+    if not 0 <= overlap < tile_size:
+        raise InputError(f"the tile overlap must be at least 0 and below the tile size {tile_size} px, got {overlap}")
+    return {"resize": resize, "tile": {"size": int(tile_size), "overlap": int(overlap)}}
+
+
+def shape_summary(model) -> str:
+    """How ``model`` sees an image, in words: ``"fit into 256x256, tiles of 128x128 (overlap 16)"``."""
+    height, width = model.preprocess.output_size
+    words = f"{model.preprocess.mode} into {width}x{height}"
+    if model.tile is not None:
+        th, tw = model.tile.size
+        words += f", tiles of {tw}x{th} (overlap {model.tile.overlap})"
+    return words + (", a region of interest" if model.roi_mask is not None else "")
 
 
 def default_params(method: str) -> dict[str, Any]:
@@ -195,6 +246,45 @@ def read_uploads(files: Sequence[tuple[str, bytes]], role: str, min_count: int =
     return check
 
 
+def read_roi_upload(name: str, content: bytes) -> np.ndarray:
+    """An uploaded region-of-interest picture as a bool mask ``(h, w)`` at its own size, True (white) = inspect.
+
+    Read as ``indad --roi`` reads its file (:func:`~indad.roi.roi_mask`).
+
+    Raises
+    ------
+    InputError
+        Not a readable image, or no white pixel; the message names ``name``.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="indad-app-") as tmp:
+        path = Path(tmp) / (Path(name).name or "roi.png")
+        path.write_bytes(content)
+        try:
+            return roi_mask(path)
+        except InputError as exc:
+            raise type(exc)(str(exc).replace(str(path), name)) from None
+
+
+def apply_roi(model, mask: np.ndarray, name: str) -> None:
+    """Give an unfitted ``model`` the region of interest ``mask`` (``(h, w)`` bool, the images' aspect ratio).
+
+    The mask is resized (letterboxed, cropped) as the images are; ``name``
+    stands for its source in the model's parameters (as in a loaded model).
+    """
+    model.set_roi_mask(model.preprocess.mask(mask))
+    model.roi = name
+
+
+def roi_on_original(roi: Any, preprocess, size: tuple[int, int]) -> np.ndarray | None:
+    """A model's ``roi_mask`` (working size; None: no region of interest) on an image of ``size = (w, h)``."""
+    if roi is None:
+        return None
+    working = np.asarray(roi.cpu() if hasattr(roi, "cpu") else roi, dtype=np.float32)
+    return map_to_original(working, preprocess, size) >= 0.5
+
+
 # ----------------------------------------------------------------- progress
 class ThrottledProgress:
     """A progress callback that forwards at most one event per ``interval`` seconds (and every stage's end).
@@ -246,6 +336,18 @@ class RunResults:
         """Test image ``i`` as RGB, at its own size."""
         source = self.sources[i]
         return source if isinstance(source, Image.Image) else read_image(source)
+
+    def size(self, i: int) -> tuple[int, int]:
+        """``(width, height)`` of test image ``i`` (a file's header only is read)."""
+        source = self.sources[i]
+        if isinstance(source, Image.Image):
+            return source.size
+        with Image.open(source) as im:
+            return im.size
+
+    def original_map(self, i: int, preprocess) -> np.ndarray:
+        """The anomaly map of image ``i`` on the image's own pixels (resize and letterbox undone)."""
+        return map_to_original(self.maps[i], preprocess, self.size(i))
 
     def mask(self, i: int) -> np.ndarray | None:
         """Ground-truth mask of image ``i`` (``(H, W)`` bool), an empty one for good images, None if unknown."""
@@ -331,7 +433,12 @@ class Decisions:
 
 def decisions(scores: np.ndarray, threshold: float, labels: np.ndarray | None = None) -> Decisions:
     """Images at or above ``threshold`` are flagged defective; with labels, the confusion counts."""
-    flagged = is_defective(scores, threshold)
+    return decision_counts(is_defective(scores, threshold), labels)
+
+
+def decision_counts(flagged: np.ndarray, labels: np.ndarray | None = None) -> Decisions:
+    """Counts of the images ``flagged`` defective (``(N,)`` bool); with labels, the confusion counts."""
+    flagged = np.asarray(flagged, dtype=bool)
     if labels is None:
         return Decisions(int(flagged.sum()), int(flagged.size))
     bad = np.asarray(labels) == 1
@@ -415,6 +522,103 @@ def auto_colour_range(maps: np.ndarray) -> tuple[float, float]:
     return lo, hi if hi > lo else lo + 1.0
 
 
+# ----------------------------------------------------------------- defect regions and decisions
+def image_regions(results: RunResults, preprocess, pixel_threshold: float, min_area: int = 0) -> list[list[Region]]:
+    """Per test image, its defect regions (:func:`~indad.regions.find_regions`) on the image's own pixels.
+
+    As ``indad predict`` reports them: the map is brought back to the original
+    size first, so areas, boxes and ``min_area`` are in original-image pixels.
+    """
+    return [
+        find_regions(results.original_map(i, preprocess), pixel_threshold, min_area) for i in range(len(results.names))
+    ]
+
+
+def thresholds_at(thresholds: Thresholds | None, image: float, pixel: float) -> Thresholds:
+    """Thresholds set by hand (the page's sliders), keeping how many images the model's own came from."""
+    return Thresholds(float(image), float(pixel), "manual", None, 0 if thresholds is None else thresholds.n_images)
+
+
+def verdicts(
+    scores: np.ndarray, regions: Sequence[Sequence[Region]], decision: Decision, thresholds: Thresholds
+) -> np.ndarray:
+    """``(N,)`` bool: each image called defective by ``decision`` (:meth:`~indad.thresholds.Decision.label`)."""
+    return np.array(
+        [
+            decision.label(float(score), found, thresholds) == "defective"
+            for score, found in zip(scores, regions, strict=True)
+        ],
+        dtype=bool,
+    )
+
+
+def regions_summary(regions: Sequence[Region]) -> str:
+    """``"2 regions, largest 345 px"``, or ``"no region"``."""
+    if not regions:
+        return "no region"
+    largest = max(r.area for r in regions)
+    return f"{len(regions)} region{'s' if len(regions) > 1 else ''}, largest {largest} px"
+
+
+def region_rows(regions: Sequence[Region]) -> list[dict[str, Any]]:
+    """One table row per region: its number, area, share, bounding box, centroid, peak and mean score."""
+    rows = []
+    for number, r in enumerate(regions, start=1):
+        x0, y0, x1, y1 = r.bbox
+        rows.append(
+            {
+                "region": number,
+                "area (px)": r.area,
+                "area share": r.area_share,
+                "x0": x0,
+                "y0": y0,
+                "x1": x1,
+                "y1": y1,
+                "centroid x": r.centroid[0],
+                "centroid y": r.centroid[1],
+                "peak": r.peak,
+                "mean": r.mean,
+            }
+        )
+    return rows
+
+
+# ----------------------------------------------------------------- gallery
+ROI_OUTLINE = (255, 215, 0)
+BOX_COLOUR = (255, 0, 255)
+
+
+def _line_width(size: tuple[int, int]) -> int:
+    return max(1, min(size) // 150)
+
+
+def draw_roi(picture: Image.Image, roi: np.ndarray | None, dim: float = 0.4) -> Image.Image:
+    """``picture`` with the outside of the region of interest ``roi`` (``(H, W)`` bool) dimmed and its edge in gold."""
+    if roi is None:
+        return picture
+    from scipy import ndimage
+
+    arr = np.asarray(picture.convert("RGB"), dtype=np.float32).copy()
+    arr[~roi] *= dim
+    edge = roi & ~ndimage.binary_erosion(roi, iterations=_line_width(picture.size), border_value=1)
+    arr[edge] = ROI_OUTLINE
+    return Image.fromarray(arr.round().astype(np.uint8))
+
+
+def draw_boxes(picture: Image.Image, regions: Sequence[Region]) -> Image.Image:
+    """``picture`` with each region's bounding box drawn in magenta."""
+    if not regions:
+        return picture
+    from PIL import ImageDraw
+
+    boxed = picture.convert("RGB")
+    draw = ImageDraw.Draw(boxed)
+    for r in regions:
+        x0, y0, x1, y1 = r.bbox
+        draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=BOX_COLOUR, width=_line_width(picture.size))
+    return boxed
+
+
 @dataclass(frozen=True)
 class GalleryPictures:
     """What the gallery shows of one test image, each at the original image's size."""
@@ -426,11 +630,19 @@ class GalleryPictures:
 
 
 def gallery_pictures(
-    results: RunResults, i: int, preprocess, colour_range: tuple[float, float], pixel_threshold: float | None = None
+    results: RunResults,
+    i: int,
+    preprocess,
+    colour_range: tuple[float, float],
+    pixel_threshold: float | None = None,
+    roi: Any = None,
+    regions: Sequence[Region] = (),
 ) -> GalleryPictures:
     """Image ``i``, its anomaly map coloured over ``colour_range``, the overlay and the ground-truth mask.
 
-    With ``pixel_threshold`` the overlay outlines the pixels at or above it.
+    With ``pixel_threshold`` the overlay outlines the pixels at or above it;
+    with ``roi`` (a model's ``roi_mask``) the image and the overlay dim what lies
+    outside the region of interest and draw its edge; ``regions`` are boxed on the overlay.
     """
     original = results.original(i)
     amap = map_to_original(results.maps[i], preprocess, original.size)
@@ -438,9 +650,9 @@ def gallery_pictures(
     heat = heatmap_image(np.clip(amap - lo, 0.0, None), hi - lo)
     outline = None if pixel_threshold is None else is_defective(amap, pixel_threshold)
     truth = results.mask(i)
-    return GalleryPictures(
-        original, heat, overlay_image(original, heat, outline), None if truth is None else mask_image(truth)
-    )
+    inspected = roi_on_original(roi, preprocess, original.size)
+    overlay = draw_boxes(draw_roi(overlay_image(original, heat, outline), inspected), regions)
+    return GalleryPictures(draw_roi(original, inspected), heat, overlay, None if truth is None else mask_image(truth))
 
 
 def model_file_bytes(model, thresholds: Thresholds | None) -> bytes:
@@ -455,20 +667,44 @@ def model_file_bytes(model, thresholds: Thresholds | None) -> bytes:
         return path.read_bytes()
 
 
-def score_rows(names: Sequence[str], scores: np.ndarray, thresholds: Thresholds | None) -> list[dict[str, Any]]:
-    """One table row per scored image: name, score and, with thresholds, normalised score and decision."""
+def score_rows(
+    names: Sequence[str],
+    scores: np.ndarray,
+    thresholds: Thresholds | None,
+    regions: Sequence[Sequence[Region]] | None = None,
+    decision: Decision = DEFAULT_DECISION,
+) -> list[dict[str, Any]]:
+    """One table (and CSV) row per scored image: name, score and, with thresholds, normalised score and decision.
+
+    With ``regions`` (each image's, of at least ``decision.min_area`` pixels)
+    the decision follows ``decision`` and the rows count the regions and give
+    the largest one's area, as the columns of ``indad predict``'s CSV.
+    """
     rows = []
-    for name, score in zip(names, scores, strict=True):
+    for i, (name, score) in enumerate(zip(names, scores, strict=True)):
         row: dict[str, Any] = {"image": name, "score": float(score)}
+        found = None if regions is None else regions[i]
         if thresholds is not None:
             row["normalized score"] = float(score) / thresholds.image
-            row["decision"] = decision_label(float(score), thresholds.image)
+            row["decision"] = (
+                decision_label(float(score), thresholds.image)
+                if found is None
+                else decision.label(float(score), found, thresholds)
+            )
+        if found is not None:
+            row["regions"] = len(found)
+            row["largest area"] = max((r.area for r in found), default=0)
         rows.append(row)
     return rows
 
 
-def with_image_threshold(thresholds: Thresholds | None, image: float) -> Thresholds | None:
-    """The model's thresholds with the image threshold moved to ``image`` (None stays None: nothing to keep)."""
+def with_image_threshold(thresholds: Thresholds | None, image: float, pixel: float | None = None) -> Thresholds | None:
+    """The model's thresholds with the image threshold moved to ``image`` (and the pixel one to ``pixel``, if given).
+
+    None stays None: there is nothing to keep.
+    """
     if thresholds is None:
         return None
-    return Thresholds(float(image), thresholds.pixel, "manual", None, thresholds.n_images)
+    return Thresholds(
+        float(image), thresholds.pixel if pixel is None else float(pixel), "manual", None, thresholds.n_images
+    )

@@ -19,13 +19,18 @@ from PIL import Image
 from indad.app import logic
 from indad.config import build_model
 from indad.data import MVTEC_CLASSES, data_root, list_images, resolve_dataset
+from indad.data.transforms import RESIZE_MODES
+from indad.errors import InputError
 from indad.files import csv_text
 from indad.methods import METHODS
-from indad.thresholds import decision_label
+from indad.regions import Region
+from indad.thresholds import DECISION_RULES, Decision, Thresholds
 
 SOURCES = ("Dataset on disk", "Download an MVTec AD class", "Upload images")
 METHOD_NAMES = {"patchcore": "PatchCore", "padim": "PaDiM", "spade": "SPADE"}
 PER_PAGE = 6
+RESIZE_NAMES = {"stretch": "stretch to the size", "fit": "fit inside, keep the aspect ratio"}
+RULE_NAMES = {"score": "image score", "regions": "defect regions"}
 
 
 @dataclass
@@ -40,7 +45,9 @@ class Settings:
     test_files: list[Any]
     method: str
     params: dict[str, Any]
+    roi_file: Any
     start: bool
+    decision: Decision
 
 
 @dataclass
@@ -115,8 +122,72 @@ def sidebar() -> Settings:
             key=f"{method}_{spec.name}",
             format=None if is_int else "%.3f" if spec.step < 0.01 else "%.2f",
         )
-    start = sb.button("Start", type="primary", key="start", width="stretch")
-    return Settings(source, dataset, mvtec_class, root, good_files, test_files, method, params, start)
+    shape, roi_file = image_handling(int(params["image_size"]))
+    if shape is not None:
+        params.update(shape)
+    start = sb.button("Start", type="primary", key="start", width="stretch", disabled=shape is None)
+    return Settings(
+        source, dataset, mvtec_class, root, good_files, test_files, method, params, roi_file, start, decision_rule()
+    )
+
+
+def image_handling(image_size: int) -> tuple[dict[str, Any] | None, Any]:
+    """The resize mode, tiles and region of interest: model parameters (None if invalid), the ROI upload."""
+    sb = st.sidebar
+    sb.header("3. What the model sees")
+    resize = sb.selectbox(
+        "Resize",
+        RESIZE_MODES,
+        format_func=lambda m: RESIZE_NAMES.get(m, m),
+        key="resize",
+        help="Stretch every image to the image size, or fit it inside keeping its aspect ratio (black borders).",
+    )
+    tiled = sb.toggle(
+        "Cut into tiles",
+        key="tiles",
+        help="Score overlapping tiles of the working image (for large images and small defects); "
+        "the tiles' maps are stitched back.",
+    )
+    tile_size, overlap = None, 0
+    if tiled:
+        cols = sb.columns(2)
+        tile_size = int(cols[0].number_input("Tile size (px)", 16, 2048, logic.TILE_SIZE, 16, key="tile_size"))
+        overlap = int(cols[1].number_input("Overlap (px)", 0, 1024, logic.TILE_OVERLAP, 8, key="tile_overlap"))
+    roi_file = sb.file_uploader(
+        "Region of interest (optional)",
+        type=["png", "jpg", "jpeg", "bmp", "tif", "tiff"],
+        key="roi_file",
+        help="A mask picture with the images' aspect ratio: white where the model inspects; outside it nothing scores.",
+    )
+    try:
+        return logic.shape_params(image_size, resize, tile_size, overlap), roi_file
+    except InputError as exc:
+        sb.error(str(exc))
+        return None, roi_file
+
+
+def decision_rule() -> Decision:
+    """The sidebar's decision rule and smallest defect region: they apply to the results at once."""
+    sb = st.sidebar
+    sb.header("4. Decisions")
+    by = sb.selectbox(
+        "Call an image defective by",
+        DECISION_RULES,
+        format_func=lambda r: RULE_NAMES.get(r, r),
+        key="decision",
+        help="Image score: the score reaches the image threshold. Defect regions: some region of pixels at or "
+        "above the pixel threshold, of at least the smallest area, remains.",
+    )
+    min_area = sb.number_input(
+        "Smallest defect region (px)",
+        min_value=0,
+        value=0,
+        step=10,
+        key="min_area",
+        help="Regions of fewer pixels (of the original image) are left out of the counts, the tables and the "
+        "regions decision. No retraining needed.",
+    )
+    return Decision(by, int(min_area))
 
 
 # ----------------------------------------------------------------- training
@@ -158,6 +229,9 @@ def train(settings: Settings) -> Run | None:
                 folder = resolve_dataset(settings.mvtec_class, settings.root, download=True)
             train_data, n_good, title = folder, len(list_images(folder / "train" / "good")), folder.name
         model = build_model(settings.method, {**settings.params, "progress": progress}, "settings")
+        if settings.roi_file is not None:
+            name = settings.roi_file.name
+            logic.apply_roi(model, logic.read_roi_upload(name, settings.roi_file.getvalue()), name)
         holdout = logic.HOLDOUT if n_good >= logic.HOLDOUT_MIN_IMAGES else 0.0
         model.fit(train_data, holdout=holdout)
         if settings.source == SOURCES[2]:
@@ -208,38 +282,85 @@ def _histogram(results: logic.RunResults, threshold: float):
     return (bars + rule).properties(height=220)
 
 
-def show_results(run: Run) -> None:
+@dataclass
+class Judged:
+    """The test images judged at the page's thresholds and decision rule."""
+
+    thresholds: Thresholds
+    regions: list[list[Region]]
+    flagged: np.ndarray
+    decision: Decision
+
+
+def show_results(run: Run, decision: Decision) -> None:
     model, results = run.model, run.results
     st.success(f"{run.title}: trained and scored in {run.seconds:.1f} s.")
+    if model.roi_mask is not None:
+        st.caption(f"Region of interest {model.roi}: outside it (dimmed, edged in gold) nothing scores.")
     if results is None:
         st.info("No test images to score. Download the model below, or score images in the other tab.")
-        threshold = model.thresholds.image if model.thresholds is not None else None
+        chosen = model.thresholds
     else:
         if results.metrics:
             st.subheader("Metrics")
             st.dataframe(logic.metrics_rows(results.metrics), hide_index=True)
-        threshold = decisions_section(run, results)
-        gallery_section(run, results, threshold)
-    download_section(run, threshold)
+        judged = decisions_section(run, results, decision)
+        gallery_section(run, results, judged)
+        chosen = judged.thresholds
+    download_section(run, chosen)
 
 
-def decisions_section(run: Run, results: logic.RunResults) -> float:
-    st.subheader("Scores")
-    lo, hi = float(results.scores.min()), float(results.scores.max())
-    start = logic.default_threshold(results, run.model.thresholds)
-    lo, hi = min(lo, start), max(hi, start)
+def _slider_range(values: np.ndarray, start: float) -> tuple[float, float, float]:
+    """A slider's lowest and highest value and its step around ``values`` and its ``start``, with a 5% margin."""
+    lo, hi = min(float(np.min(values)), start), max(float(np.max(values)), start)
     margin = max(hi - lo, 1e-6) * 0.05
+    return lo - margin, hi + margin, (hi - lo + 2 * margin) / 500
+
+
+def _regions(run: Run, results: logic.RunResults, pixel: float, min_area: int) -> list[list[Region]]:
+    """Every test image's defect regions, computed once per pixel threshold and smallest area."""
+    cache = st.session_state.setdefault("regions_cache", {})
+    key = (run.id, pixel, min_area)
+    if key not in cache:
+        cache.clear()
+        cache[key] = logic.image_regions(results, run.model.preprocess, pixel, min_area)
+    return cache[key]
+
+
+def decisions_section(run: Run, results: logic.RunResults, decision: Decision) -> Judged:
+    st.subheader("Scores")
+    start = logic.default_threshold(results, run.model.thresholds)
+    lo, hi, step = _slider_range(results.scores, start)
     threshold = st.slider(
         "Image threshold: a score at or above it is called defective",
-        min_value=lo - margin,
-        max_value=hi + margin,
+        min_value=lo,
+        max_value=hi,
         value=start,
-        step=(hi - lo + 2 * margin) / 500,
+        step=step,
         format="%.4f",
         key=f"threshold_{run.id}",
     )
     st.caption(logic.threshold_origin(run.model.thresholds, results.metrics))
-    counts = logic.decisions(results.scores, threshold, results.labels)
+    pixel_start = run.model.thresholds.pixel if run.model.thresholds is not None else start
+    lo, hi, step = _slider_range(results.maps, pixel_start)
+    pixel = st.slider(
+        "Pixel threshold: map pixels at or above it form the defect regions",
+        min_value=lo,
+        max_value=hi,
+        value=pixel_start,
+        step=step,
+        format="%.4f",
+        key=f"pixel_threshold_{run.id}",
+    )
+    thresholds = logic.thresholds_at(run.model.thresholds, threshold, pixel)
+    regions = _regions(run, results, pixel, decision.min_area)
+    flagged = logic.verdicts(results.scores, regions, decision, thresholds)
+    if decision.by == "regions":
+        st.caption(
+            f"Images are called defective by their defect regions (at least {decision.min_area} px), "
+            "not by the image threshold."
+        )
+    counts = logic.decision_counts(flagged, results.labels)
     cols = st.columns(4)
     cols[0].metric("Called defective", f"{counts.flagged} of {counts.total}")
     tp, fp, fn, tn = counts.tp, counts.fp, counts.fn, counts.tn
@@ -248,10 +369,22 @@ def decisions_section(run: Run, results: logic.RunResults) -> float:
         cols[2].metric("Good called defective", f"{fp} of {fp + tn}")
         cols[3].metric("Precision", "-" if counts.precision is None else f"{counts.precision:.2f}")
     st.altair_chart(_histogram(results, threshold), width="stretch")
-    return threshold
+    judged = Judged(thresholds, regions, flagged, decision)
+    rows = logic.score_rows(results.names, results.scores, thresholds, regions, decision)
+    if results.defects is not None:
+        for row, defect in zip(rows, results.defects, strict=True):
+            row["truth"] = defect
+    st.download_button(
+        "Download the decisions (CSV)",
+        csv_text(rows),
+        file_name="decisions.csv",
+        mime="text/csv",
+        key="download_decisions",
+    )
+    return judged
 
 
-def gallery_section(run: Run, results: logic.RunResults, threshold: float) -> None:
+def gallery_section(run: Run, results: logic.RunResults, judged: Judged) -> None:
     model = run.model
     st.subheader("Gallery")
     cols = st.columns([3, 2, 2])
@@ -284,13 +417,15 @@ def gallery_section(run: Run, results: logic.RunResults, threshold: float) -> No
         page = st.columns(4)[0].number_input(
             f"Page (of {pages}, {len(order)} images)", 1, pages, 1, key=f"page_{run.id}"
         )
-    pixel = model.thresholds.pixel if model.thresholds is not None else None
+    pixel = judged.thresholds.pixel
     for i in order[(page - 1) * PER_PAGE : page * PER_PAGE]:
-        pics = logic.gallery_pictures(results, i, model.preprocess, colour_range, pixel)
+        regions = judged.regions[i]
+        pics = logic.gallery_pictures(results, i, model.preprocess, colour_range, pixel, model.roi_mask, regions)
         score = float(results.scores[i])
-        verdict = decision_label(score, threshold)
+        verdict = "defective" if judged.flagged[i] else "good"
         truth = f" · truth: {results.defects[i]}" if results.defects is not None else ""
-        st.markdown(f"**{results.names[i]}** · score {score:.4f} · called {verdict}{truth}")
+        found = logic.regions_summary(regions)
+        st.markdown(f"**{results.names[i]}** · score {score:.4f} · {found} · called {verdict}{truth}")
         row = st.columns(4)
         row[0].image(pics.image, caption="image", width="stretch")
         row[1].image(pics.heatmap, caption="anomaly map", width="stretch")
@@ -299,11 +434,32 @@ def gallery_section(run: Run, results: logic.RunResults, threshold: float) -> No
             row[3].image(pics.mask, caption="ground truth", width="stretch")
         else:
             row[3].caption("no ground-truth mask")
+    regions_table(run, results, order, judged)
 
 
-def download_section(run: Run, threshold: float | None) -> None:
+def regions_table(run: Run, results: logic.RunResults, order: list[int], judged: Judged) -> None:
+    """The defect regions of one chosen image: boxes, centroids, areas in its own pixels, peak and mean scores."""
+    st.subheader("Defect regions")
+    i = st.selectbox(
+        "Image",
+        order,
+        format_func=lambda j: f"{results.names[j]} ({logic.regions_summary(judged.regions[j])})",
+        key=f"regions_image_{run.id}",
+    )
+    if i is None:
+        return
+    rows = logic.region_rows(judged.regions[i])
+    if rows:
+        st.dataframe(rows, hide_index=True, key=f"regions_table_{run.id}")
+    else:
+        st.caption(
+            f"No region of at least {judged.decision.min_area} px at the pixel threshold {judged.thresholds.pixel:.4f}."
+        )
+
+
+def download_section(run: Run, chosen: Thresholds | None) -> None:
     model = run.model
-    thresholds = logic.with_image_threshold(model.thresholds, threshold) if threshold is not None else None
+    thresholds = None if chosen is None else logic.with_image_threshold(model.thresholds, chosen.image, chosen.pixel)
     st.subheader("Use the model")
     if thresholds is None:
         st.caption(
@@ -313,8 +469,8 @@ def download_section(run: Run, threshold: float | None) -> None:
         )
     else:
         st.caption(
-            f"The file carries the image threshold {thresholds.image:.4f} set above and the pixel threshold "
-            f"{thresholds.pixel:.4f} from the held-out good images. "
+            f"The file carries the image threshold {thresholds.image:.4f} and the pixel threshold "
+            f"{thresholds.pixel:.4f} set above. "
             "Score folders with `indad predict MODEL.indad IMAGES --out DIR`."
         )
     name = run.title.lower().replace(" ", "_").replace("/", "_")
@@ -342,7 +498,7 @@ def _load_uploaded_model(upload):
     return cache[upload.file_id]
 
 
-def score_tab(run: Run | None) -> None:
+def score_tab(run: Run | None, decision: Decision) -> None:
     st.markdown("Score new images with the model trained in the other tab, or with a saved `.indad` file.")
     sources = (["The model trained in this session"] if run is not None else []) + ["A saved model file"]
     which = st.radio(
@@ -363,7 +519,8 @@ def score_tab(run: Run | None) -> None:
             return
         st.caption(
             f"{METHOD_NAMES.get(model.method, model.method)} on {model.backbone_name}, "
-            f"thresholds: {'none' if model.thresholds is None else f'{model.thresholds.image:.4f}'}"
+            f"thresholds: {'none' if model.thresholds is None else f'{model.thresholds.image:.4f}'}, "
+            f"{logic.shape_summary(model)}"
         )
     files = st.file_uploader("Images to score", accept_multiple_files=True, key="score_files")
     if not files:
@@ -378,7 +535,10 @@ def score_tab(run: Run | None) -> None:
         st.error(f"Scoring failed: {exc}")
         return
     results = logic.RunResults(check.names, pred.scores.astype(np.float64), pred.maps, check.images)
-    rows = logic.score_rows(check.names, pred.scores, model.thresholds)
+    regions = None
+    if model.thresholds is not None:
+        regions = logic.image_regions(results, model.preprocess, model.thresholds.pixel, decision.min_area)
+    rows = logic.score_rows(check.names, pred.scores, model.thresholds, regions, decision)
     st.dataframe(rows, hide_index=True)
     st.download_button(
         "Download the scores (CSV)", csv_text(rows), file_name="scores.csv", mime="text/csv", key="download_scores"
@@ -386,8 +546,10 @@ def score_tab(run: Run | None) -> None:
     colour_range = logic.auto_colour_range(results.maps)
     pixel = model.thresholds.pixel if model.thresholds is not None else None
     for i, name in enumerate(check.names):
-        pics = logic.gallery_pictures(results, i, model.preprocess, colour_range, pixel)
-        st.markdown(f"**{name}** · score {float(pred.scores[i]):.4f}")
+        found = [] if regions is None else regions[i]
+        pics = logic.gallery_pictures(results, i, model.preprocess, colour_range, pixel, model.roi_mask, found)
+        verdict = f" · {logic.regions_summary(found)} · called {rows[i]['decision']}" if regions is not None else ""
+        st.markdown(f"**{name}** · score {float(pred.scores[i]):.4f}{verdict}")
         row = st.columns(3)
         row[0].image(pics.image, caption="image", width="stretch")
         row[1].image(pics.heatmap, caption="anomaly map", width="stretch")
@@ -415,6 +577,6 @@ def main() -> None:
                 "and download the model."
             )
         else:
-            show_results(run)
+            show_results(run, settings.decision)
     with score:
-        score_tab(st.session_state.get("run"))
+        score_tab(st.session_state.get("run"), settings.decision)

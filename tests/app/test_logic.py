@@ -187,3 +187,113 @@ def test_an_unknown_method_is_a_config_error():
 
     with pytest.raises(ConfigError, match="unknown method 'knn'"):
         logic.param_specs("knn")
+
+
+def test_shape_params_tiles_and_resize_and_their_errors():
+    from indad.errors import InputError
+
+    assert logic.shape_params(256, "fit") == {"resize": "fit", "tile": None}
+    assert logic.shape_params(64, "stretch", 32, 8) == {"resize": "stretch", "tile": {"size": 32, "overlap": 8}}
+    with pytest.raises(InputError, match="tile size 80 px is larger than the image size 64"):
+        logic.shape_params(64, "stretch", 80)
+    with pytest.raises(InputError, match="overlap"):
+        logic.shape_params(64, "stretch", 32, 32)
+    with pytest.raises(InputError, match="resize must be one of stretch, fit"):
+        logic.shape_params(64, "crop")
+
+
+def _roi_bytes(size=(48, 40), left=24) -> bytes:
+    arr = np.zeros((size[1], size[0]), dtype=np.uint8)
+    arr[:, :left] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(arr).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_roi_upload_read_and_errors_name_the_file():
+    from indad.errors import InputError
+
+    mask = logic.read_roi_upload("roi.png", _roi_bytes())
+    assert mask.shape == (40, 48) and mask[:, :24].all() and not mask[:, 24:].any()
+    with pytest.raises(InputError, match=r"roi\.png inspects nothing"):
+        logic.read_roi_upload("roi.png", _roi_bytes(left=0))
+    with pytest.raises(InputError, match=r"cannot read image notes\.txt"):
+        logic.read_roi_upload("notes.txt", b"hello")
+
+
+def test_tiles_and_an_uploaded_roi_reach_the_fitted_model(tmp_path):
+    from indad.config import build_model
+
+    root = make_layout(tmp_path / "ds", n_train=3)  # 48x40 images
+    params = {"image_size": 64, "batch_size": 8, "f_coreset": 0.5, "progress": False}
+    model = build_model("patchcore", params | logic.shape_params(64, "stretch", 32, 8))
+    logic.apply_roi(model, logic.read_roi_upload("roi.png", _roi_bytes((96, 80), 48)), "roi.png")
+    model.fit(root)
+    assert model.tile_grid is not None and model.tile_grid.count == 9 and model.hparams()["roi"] == "roi.png"
+    assert logic.shape_summary(model) == "stretch into 64x64, tiles of 32x32 (overlap 8), a region of interest"
+    pred = model.predict(root / "test" / "scratch")
+    assert pred.maps[:, :, :32].any() and not pred.maps[:, :, 32:].any()  # nothing scores outside the ROI
+    results = logic.RunResults(["a", "b"], pred.scores, pred.maps, [root / "test" / "scratch" / "000.png"] * 2)
+    inspected = logic.roi_on_original(model.roi_mask, model.preprocess, results.size(0))
+    assert inspected.shape == (40, 48) and inspected[:, :24].all() and not inspected[:, 24:].any()
+    pics = logic.gallery_pictures(results, 0, model.preprocess, (0.0, 1.0), roi=model.roi_mask)
+    plain = logic.gallery_pictures(results, 0, model.preprocess, (0.0, 1.0))
+    dimmed, bright = np.asarray(pics.image, dtype=float), np.asarray(plain.image, dtype=float)
+    assert np.allclose(dimmed[:, 26:], np.round(bright[:, 26:] * 0.4), atol=1)  # outside dimmed
+    assert np.array_equal(dimmed[:, :20], bright[:, :20])  # inside untouched
+    assert (dimmed[:, 23] == logic.ROI_OUTLINE).all()  # its edge drawn
+
+
+def _two_blobs() -> logic.RunResults:
+    amap = np.zeros((16, 16), dtype=np.float32)
+    amap[2:4, 2:5] = 1.0  # 6 px at the working size
+    amap[10:14, 8:14] = 0.8  # 24 px
+    images = [Image.new("RGB", (32, 32)), Image.new("RGB", (32, 32))]
+    return logic.RunResults(["blobs", "clean"], np.array([0.2, 0.1]), np.stack([amap, amap * 0]), images)
+
+
+def test_regions_are_find_regions_on_the_original_map_and_fill_the_table():
+    from indad.data import Preprocess
+    from indad.inference import map_to_original
+    from indad.regions import find_regions
+
+    r, pre = _two_blobs(), Preprocess((16, 16), None, (0.5,) * 3, (0.5,) * 3)
+    large = logic.image_regions(r, pre, 0.5, min_area=30)
+    assert large == [find_regions(map_to_original(r.maps[0], pre, (32, 32)), 0.5, 30), []]
+    assert len(large[0]) == 1 and large[0][0].area >= 30  # 24 px at the working size: areas in original pixels
+    regions = logic.image_regions(r, pre, 0.5)
+    rows = logic.region_rows(regions[0])
+    assert [row["area (px)"] for row in rows] == [x.area for x in regions[0]]
+    assert [(row["x0"], row["y0"], row["x1"], row["y1"]) for row in rows] == [x.bbox for x in regions[0]]
+    assert [(row["centroid x"], row["centroid y"]) for row in rows] == [x.centroid for x in regions[0]]
+    assert [row["peak"] for row in rows] == pytest.approx([1.0, 0.8]) and rows[0]["region"] == 1
+    assert logic.regions_summary(regions[0]).startswith("2 regions, largest")
+    assert logic.regions_summary([]) == "no region"
+    boxed = np.asarray(logic.draw_boxes(Image.new("RGB", (32, 32)), regions[0][:1]))
+    x0, y0, x1, y1 = regions[0][0].bbox
+    assert boxed[y0, x0].tolist() == list(logic.BOX_COLOUR) and boxed[y1 - 1, x1 - 1].tolist() == list(logic.BOX_COLOUR)
+    assert not boxed[y0 + 1 : y1 - 1, x0 + 1 : x1 - 1].any()  # only the outline
+
+
+def test_the_decision_rule_flips_verdicts_counts_and_csv_rows():
+    from indad.data import Preprocess
+    from indad.thresholds import Decision
+
+    r, pre = _two_blobs(), Preprocess((16, 16), None, (0.5,) * 3, (0.5,) * 3)
+    t = logic.thresholds_at(None, image=0.5, pixel=0.5)
+    assert (t.image, t.pixel, t.rule, t.n_images) == (0.5, 0.5, "manual", 0)
+    regions = logic.image_regions(r, pre, t.pixel)
+    by_score = logic.verdicts(r.scores, regions, Decision("score"), t)
+    by_regions = logic.verdicts(r.scores, regions, Decision("regions"), t)
+    assert by_score.tolist() == [False, False] and by_regions.tolist() == [True, False]
+    large = logic.image_regions(r, pre, t.pixel, min_area=1000)
+    assert logic.verdicts(r.scores, large, Decision("regions", 1000), t).tolist() == [False, False]
+    counts = logic.decision_counts(by_regions, np.array([1, 0]))
+    assert (counts.flagged, counts.tp, counts.fp, counts.fn, counts.tn) == (1, 1, 0, 0, 1)
+    rows = logic.score_rows(r.names, r.scores, t, regions, Decision("regions"))
+    assert [row["decision"] for row in rows] == ["defective", "good"]
+    assert [row["regions"] for row in rows] == [2, 0] and rows[0]["largest area"] == max(x.area for x in regions[0])
+    assert csv_text(rows).splitlines()[0] == "image,score,normalized score,decision,regions,largest area"
+    assert [row["decision"] for row in logic.score_rows(r.names, r.scores, t, regions)] == ["good", "good"]
+    moved = logic.with_image_threshold(Thresholds(0.7, 0.6, "good_quantile", 0.99, 5), 0.5, 0.25)
+    assert (moved.image, moved.pixel, moved.n_images) == (0.5, 0.25, 5)

@@ -89,7 +89,7 @@ def test_dataset_on_disk_train_inspect_download_and_score(datasets_root, hazelnu
     )
     at.file_uploader(key="score_files").set_value(files(test_images)).run()
     no_failure(at)
-    rows = at.dataframe[1].value
+    rows = at.dataframe[-1].value  # the score tab comes last
     assert list(rows["image"]) == [p.name for p in test_images]
     assert rows["score"].iloc[1] > rows["score"].iloc[0]  # the hole scores above the good one
     assert set(rows["decision"]) <= {"good", "defective"}
@@ -106,7 +106,7 @@ def test_upload_flow_trains_and_scores_test_uploads(hazelnut, tmp_path, restore_
     at.sidebar.button(key="start").click().run()
     no_failure(at)
     assert at.success[0].value.startswith("PatchCore on 4 uploaded images")
-    assert not at.dataframe  # no labels, no metrics table
+    assert not any(h.value == "Metrics" for h in at.subheader)  # no labels, no metrics table
     assert captions(at, "anomaly map") == 2 and captions(at, "ground truth") == 0
     assert any("no thresholds" in c.value for c in at.caption)  # 4 images: none held out
 
@@ -205,3 +205,71 @@ def test_saved_model_scores_uploads_and_bad_model_file_is_refused(tiny_model, ha
     expected = tiny_model.predict(images).scores
     assert np.allclose(rows["score"], expected, rtol=1e-5)
     assert captions(at, "anomaly map") == 2
+
+
+def _roi_png(size=(96, 80)) -> bytes:
+    """A region-of-interest picture: the left half white (inspect), the right half black."""
+    arr = np.zeros((size[1], size[0]), dtype=np.uint8)
+    arr[:, : size[0] // 2] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(arr).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_tiles_fit_and_roi_reach_the_model_and_regions_decide(tmp_path, restore_env):
+    from indad.inference import map_to_original
+    from indad.regions import find_regions
+
+    make_layout(tmp_path / "tiny", n_train=4)  # 48x40 images, 4 test images
+    at = app(tmp_path)
+    at.sidebar.number_input(key="patchcore_image_size").set_value(64)
+    at.sidebar.selectbox(key="resize").set_value("fit")
+    at.sidebar.toggle(key="tiles").set_value(True).run()
+    at.sidebar.number_input(key="tile_size").set_value(80).run()
+    assert any("larger than the image size" in e.value for e in at.sidebar.error)
+    assert at.sidebar.button(key="start").disabled
+    at.sidebar.number_input(key="tile_size").set_value(32)
+    at.sidebar.number_input(key="tile_overlap").set_value(8)
+    at.sidebar.file_uploader(key="roi_file").set_value(("roi.png", _roi_png(), "image/png")).run()
+    at.sidebar.button(key="start").click().run()
+    no_failure(at)
+
+    run = at.session_state["run"]
+    model, results = run.model, run.results
+    assert model.preprocess.mode == "fit" and model.tile.size == (32, 32) and model.tile.overlap == 8
+    assert model.tile_grid.count == 9  # 3 x 3 tiles of 32 px, 8 px shared, over 64 px
+    assert model.roi_mask[:, :32].any() and not model.roi_mask[:, 32:].any()
+    assert results.maps.shape[1:] == (64, 64) and not results.maps[:, :, 32:].any()  # nothing scores outside
+    assert any("Region of interest roi.png" in c.value for c in at.caption)
+
+    # The region table is find_regions on the selected image's map at its own size.
+    i = at.selectbox(key="regions_image_1").value
+    pixel = at.slider(key="pixel_threshold_1")
+    pixel.set_value(float(np.quantile(results.maps[i][results.maps[i] > 0], 0.9))).run()
+    expected = find_regions(
+        map_to_original(results.maps[i], model.preprocess, results.size(i)),
+        pixel.value,
+        at.sidebar.number_input(key="min_area").value,
+    )
+    table = at.dataframe[-1].value
+    assert len(expected) > 0 and list(table["area (px)"]) == [r.area for r in expected]
+    assert list(zip(table["x0"], table["y0"], table["x1"], table["y1"], strict=True)) == [r.bbox for r in expected]
+    assert all(r.bbox[2] <= 24 for r in expected)  # inside the region of interest: the left half of 48 px
+
+    # The decision rule flips the verdicts: by score none reaches the top threshold, by regions all have one.
+    at.slider(key="threshold_1").set_value(at.slider(key="threshold_1").max)
+    at.slider(key="pixel_threshold_1").set_value(at.slider(key="pixel_threshold_1").min).run()
+    assert at.metric[0].value == "0 of 4"
+    at.sidebar.selectbox(key="decision").set_value("regions").run()
+    assert at.metric[0].value == "4 of 4"
+    assert all("called defective" in m.value for m in at.markdown if m.value.startswith("**"))
+    at.sidebar.number_input(key="min_area").set_value(10**6).run()  # no region is that large
+    assert at.metric[0].value == "0 of 4"
+    no_failure(at)
+
+    # The score tab judges uploads with the same rule and lists their regions.
+    images = sorted((tmp_path / "tiny" / "test" / "scratch").iterdir())
+    at.sidebar.number_input(key="min_area").set_value(0)
+    at.file_uploader(key="score_files").set_value(files(images)).run()
+    no_failure(at)
+    assert "regions" not in at.dataframe[-1].value.columns  # the model has no thresholds: no regions
