@@ -9,19 +9,20 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .data.images import read_mask
+from .data.images import read_image
 from .errors import InputError
 
-RoiSource = str | os.PathLike | dict[str, Any]
-"""A region of interest as given: a mask picture's path (white = inspect, any size), or
-``{"polygons": [[[x, y], ...], ...], "size": [width, height]}``: polygons in pixels of an image of that size."""
+RoiSource = str | os.PathLike | dict[str, Any] | np.ndarray
+"""A region of interest as given: a mask picture's path (white = inspect, any size),
+``{"polygons": [[[x, y], ...], ...], "size": [width, height]}`` (polygons in pixels of an image of that size),
+or an array ``(h, w)``: bool, or grey levels where 128 and above inspect."""
 
 
 def roi_mask(source: RoiSource) -> np.ndarray:
     """The region of interest as a boolean picture ``(h, w)``, True where the model inspects.
 
-    A mask picture is read at its own size; polygons are drawn at their
-    ``size``. Either is later resized (and letterboxed, cropped) as the images
+    A mask picture is read at its own size, white (grey 128 and above)
+    inspected; polygons are drawn at their ``size``. Either is later resized (and letterboxed, cropped) as the images
     are, so it should have the camera images' aspect ratio.
 
     Raises
@@ -33,9 +34,11 @@ def roi_mask(source: RoiSource) -> np.ndarray:
     if isinstance(source, dict):
         mask, name = _polygons_mask(source), "the ROI polygons"
     elif isinstance(source, (str, os.PathLike)):
-        mask, name = read_mask(Path(source)), f"ROI mask {source}"
+        mask, name = np.asarray(read_image(Path(source)).convert("L")) > 127, f"ROI mask {source}"
+    elif isinstance(source, np.ndarray) and source.ndim == 2:
+        mask, name = (source if source.dtype == bool else source > 127), "the ROI array"
     else:
-        raise InputError(f"roi must be a mask picture's path or {{polygons, size}}, got {type(source).__name__}")
+        raise InputError(f"roi must be a mask picture's path, {{polygons, size}} or an (h, w) array, got {source!r}")
     if not mask.any():
         raise InputError(f"{name} inspects nothing: it has no white (inspected) pixel")
     return mask

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sized
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import overload
+from typing import Protocol, overload
 
 import numpy as np
 
@@ -33,6 +33,13 @@ def decision_label(score: float, threshold: float) -> str:
 DECISION_RULES = ("score", "regions")
 
 
+class HasArea(Protocol):
+    """A defect region (:class:`~indad.regions.Region`), as far as decisions go: its area in pixels."""
+
+    @property
+    def area(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class Decision:
     """How a scored image is judged, and which of its defect regions count.
@@ -44,7 +51,10 @@ class Decision:
         threshold; ``"regions"``: defective when any defect region (connected
         pixels at or above the pixel threshold) of at least ``min_area`` pixels remains.
     min_area:
-        Defect regions smaller than this many pixels (of the original image) are left out.
+        Defect regions smaller than this many pixels are left out. ``indad predict``,
+        ``serve`` and ``watch`` find regions on the map at the original image's
+        size, so there it counts original-image pixels; :meth:`Prediction.regions
+        <indad.methods.base.Prediction.regions>` counts pixels of the working size.
     """
 
     by: str = "score"
@@ -56,10 +66,13 @@ class Decision:
         if self.min_area < 0:
             raise InputError(f"min_area must be >= 0, got {self.min_area}")
 
-    def label(self, score: float, regions: Sized, thresholds: Thresholds) -> str:
-        """``"defective"`` or ``"good"`` for an image of this score and these regions (of at least ``min_area``)."""
+    def label(self, score: float, regions: Iterable[HasArea], thresholds: Thresholds) -> str:
+        """``"defective"`` or ``"good"`` for an image of this score and these defect regions.
+
+        By regions, only those of at least ``min_area`` pixels count.
+        """
         if self.by == "regions":
-            return "defective" if len(regions) else "good"
+            return "defective" if any(r.area >= self.min_area for r in regions) else "good"
         return decision_label(score, thresholds.image)
 
 

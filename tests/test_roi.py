@@ -42,9 +42,20 @@ def test_bad_polygons_are_refused(source, message):
 def test_missing_or_empty_pictures_are_refused(tmp_path):
     with pytest.raises(ImageReadError, match="nowhere.png"):
         PatchCore(roi=tmp_path / "nowhere.png")
-    black = save_image(tmp_path / "black.png", np.zeros((8, 8), dtype=np.uint8))
+    black = save_image(tmp_path / "black.png", np.full((8, 8), 3, dtype=np.uint8))  # dark grey: not white anywhere
     with pytest.raises(InputError, match="black.png inspects nothing"):
         roi_mask(black)
+    with pytest.raises(InputError, match="ROI array inspects nothing"):
+        roi_mask(np.zeros((8, 8), dtype=bool))
+
+
+def test_an_array_is_a_region_too():
+    grey = np.zeros((30, 40), dtype=np.uint8)
+    grey[:, :20] = 200
+    assert np.array_equal(roi_mask(grey), grey > 127) and np.array_equal(roi_mask(grey > 0), grey > 0)
+    model = PatchCore(image_size=(30, 40), roi=grey > 0)
+    assert model.roi_mask is not None and model.roi_mask[:, :20].all() and not model.roi_mask[:, 20:].any()
+    assert model.hparams()["roi"] == "<array 30x40>"
 
 
 def test_nothing_outside_the_region_scores_and_the_region_survives_save_load_and_export(hazelnut, tmp_path):

@@ -50,15 +50,16 @@ def test_the_region_rule_judges_by_the_regions_left_after_min_area():
     t = Thresholds(image=10.0, pixel=1.0, rule="good_quantile", quantile=0.99, n_images=5)
     amap = np.zeros((20, 20))
     amap[2:5, 2:5] = 2.0  # one region of 9 pixels
-    for rule, min_area, score, expected in [
-        (Decision(), 0, 3.0, "good"),  # by score: below the image threshold, whatever the map shows
-        (Decision("regions"), 0, 3.0, "defective"),
-        (Decision("regions", 10), 0, 3.0, "good"),  # the only region is smaller than min_area
-        (Decision("regions", 9), 0, 3.0, "defective"),
-        (Decision("score", 10), 0, 12.0, "defective"),
+    regions = find_regions(amap, t.pixel)  # every region: the rule leaves out those below its min_area itself
+    for rule, score, expected in [
+        (Decision(), 3.0, "good"),  # by score: below the image threshold, whatever the map shows
+        (Decision("regions"), 3.0, "defective"),
+        (Decision("regions", 10), 3.0, "good"),  # the only region is smaller than min_area
+        (Decision("regions", 9), 3.0, "defective"),
+        (Decision("score", 10), 12.0, "defective"),
     ]:
-        regions = find_regions(amap, t.pixel, rule.min_area + min_area)
         assert rule.label(score, regions, t) == expected, rule
+        assert rule.label(score, find_regions(amap, t.pixel, rule.min_area), t) == expected, rule
     with pytest.raises(InputError, match="score, regions"):
         Decision("area")
     with pytest.raises(InputError, match="min_area"):

@@ -147,9 +147,9 @@ class AnomalyModel(ABC):
         the image score is the stitched map's maximum (see
         :mod:`~indad.methods.whole_image`).
     roi:
-        Region of interest: a mask picture (white = inspect, any size) or
-        ``{"polygons": [[[x, y], ...]], "size": [width, height]}`` (see
-        :mod:`~indad.roi`). Outside it the anomaly map is 0 and the image score
+        Region of interest: a mask picture (white = inspect, any size),
+        ``{"polygons": [[[x, y], ...]], "size": [width, height]}`` or a bool
+        array (see :mod:`~indad.roi`). Outside it the anomaly map is 0 and the image score
         is the map's maximum. The model file and exports keep it.
     blur_sigma:
         Gaussian blur of the anomaly maps, in pixels.
@@ -272,6 +272,8 @@ class AnomalyModel(ABC):
                 value = str(value)
             elif isinstance(value, Tiling):
                 value = value.to_dict()
+            elif isinstance(value, np.ndarray):  # an ROI given as an array: the model file keeps the mask itself
+                value = f"<array {value.shape[0]}x{value.shape[1]}>"
             elif name == "progress":
                 value = bool(value)  # a callback is not plain data
             out[name] = value
