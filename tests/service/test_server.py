@@ -253,3 +253,33 @@ def test_a_full_queue_answers_busy_and_the_server_recovers(hazelnut_model: Path,
         assert requests.post(f"{url}/v1/predict", files=parts, timeout=60).status_code == 200
     finally:
         stop_server(process)
+
+
+def test_a_tiled_model_with_a_region_of_interest_judged_by_regions(hazelnut: Path, hazelnut_images, tmp_path):
+    """Tiles and the region of interest travel in the model file; --decision regions --min-area judge by regions."""
+    from indad.inference import TorchScorer, map_to_original
+    from indad.methods import PatchCore
+    from indad.regions import find_regions
+    from tests.service.conftest import start_server, stop_server
+
+    roi = {"polygons": [[[0, 0], [256, 0], [256, 180], [0, 180]]], "size": [256, 256]}  # the bottom cut off
+    model = PatchCore(image_size=128, tile={"size": 64, "overlap": 16}, roi=roi, progress=False)
+    path = model.fit(hazelnut, holdout=0.2).save(tmp_path / "tiled.indad")
+    scorer, min_area = TorchScorer(model), 200
+    process, url = start_server(path, "--threads", "2", "--decision", "regions", "--min-area", str(min_area))
+    try:
+        parts = [("images", (p.name, p.read_bytes())) for p in hazelnut_images]
+        results = requests.post(f"{url}/v1/predict", files=parts, timeout=120).json()["results"]
+    finally:
+        stop_server(process)
+    t = model.thresholds
+    for image_path, result in zip(hazelnut_images, results, strict=True):
+        image = Image.open(image_path).convert("RGB")
+        scores, maps = scorer(model.preprocess.image(image)[None])
+        assert result["score"] == pytest.approx(float(scores[0]), rel=1e-4)
+        full = map_to_original(maps[0], model.preprocess, image.size)
+        assert (full[182:] == 0).all()  # below the region of interest nothing scores
+        regions = find_regions(full, t.pixel, min_area)
+        assert [r["area"] for r in result["regions"]] == [r.area for r in regions]
+        assert result["decision"] == ("defective" if regions else "good")
+    assert {r["decision"] for r in results} == {"good", "defective"}
