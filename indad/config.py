@@ -46,7 +46,8 @@ def load_config(name_or_path: str | os.PathLike, method: str | None = None) -> d
     -------
     dict
         ``{"method": ..., "params": {...}}`` with only parameter names the
-        method accepts.
+        method accepts; a relative ``roi`` picture path is taken from the
+        config's folder.
 
     Raises
     ------
@@ -72,6 +73,8 @@ def load_config(name_or_path: str | os.PathLike, method: str | None = None) -> d
     if method is not None and name != method:
         raise ConfigError(f"config {path} is for method {name!r}, not {method!r}")
     check_params(name, raw, str(path))
+    if isinstance(raw.get("roi"), str) and not Path(raw["roi"]).is_absolute():
+        raw["roi"] = str(path.parent / raw["roi"])  # a region of interest's picture sits beside its config
     return {"method": name, "params": raw}
 
 

@@ -156,3 +156,23 @@ def test_console_script_help():
     r = _invoke("run", "--help")
     assert r.exit_code == 0 and "--dataset" in r.output and "--data-root" in r.output
     assert _invoke("--version").output.strip().endswith("0.1.0")
+
+
+def test_a_config_sets_tiles_and_a_region_of_interest_beside_it(tmp_path):
+    import numpy as np
+
+    from tests.conftest import save_image
+
+    picture = np.zeros((64, 64), dtype=np.uint8)
+    picture[:, :32] = 255
+    save_image(tmp_path / "cfg" / "roi.png", picture)
+    config = tmp_path / "cfg" / "line.yaml"
+    config.write_text(
+        "method: padim\nimage_size: [64, 128]\nresize: fit\ntile: {size: 64, overlap: 16}\nroi: roi.png\n"
+    )
+    model = build_model("padim", load_config(config)["params"], str(config))
+    assert model.tiles_per_image == 3 and model.preprocess.mode == "fit"
+    assert model.roi_mask is not None and model.roi_mask[:, 32:64].all() and not model.roi_mask[:, 64:].any()
+    config.write_text("method: padim\ntile: {size: 64, stride: 16}\n")
+    with pytest.raises(ConfigError, match=r"line.yaml: tile must be \{size: N, overlap: M\}"):
+        build_model("padim", load_config(config)["params"], str(config))
