@@ -36,10 +36,10 @@ def cli() -> None:
     """indad: industrial visual anomaly detection (SPADE, PaDiM, PatchCore) on frozen ImageNet CNN features."""
 
 
-def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | list[int] | None:
-    """``256`` or ``HEIGHTxWIDTH`` as a size parameter."""
-    if value is None:
-        return None
+def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | list[int] | str | None:
+    """``256`` or ``HEIGHTxWIDTH`` as a size parameter (``native`` for ``--image-size``)."""
+    if value is None or (value == "native" and param.name == "image_size"):
+        return value
     try:
         parts = [int(v) for v in value.lower().split("x")]
     except ValueError:
@@ -55,7 +55,8 @@ def shape_options(command):
         click.option(
             "--image-size",
             callback=_size,
-            help="Working size every image is resized to: N or HEIGHTxWIDTH (overrides the config).",
+            help="Working size every image is resized to: N, HEIGHTxWIDTH, or native (the first training "
+            "image's size) (overrides the config).",
         ),
         click.option(
             "--resize",

@@ -81,6 +81,29 @@ class _InMemoryImages(Dataset):
         }
 
 
+def first_image_size(data) -> tuple[int, int]:
+    """``(height, width)`` of the first image of ``data`` (any form :func:`make_loader` takes but a DataLoader).
+
+    Only the first file's header is read.
+    """
+    if isinstance(data, torch.Tensor):
+        return int(data.shape[-2]), int(data.shape[-1])
+    if is_paths(data):
+        path = path_samples(data, "train")[0].path
+        try:
+            with Image.open(path) as im:
+                return im.height, im.width
+        except OSError as exc:
+            raise ImageReadError(f"cannot read image {path}: {exc}") from exc
+    if isinstance(data, Sequence) and data and isinstance(data[0], (Image.Image, np.ndarray)):
+        first = data[0]
+        return (first.height, first.width) if isinstance(first, Image.Image) else (first.shape[0], first.shape[1])
+    if isinstance(data, Dataset):
+        image = data[0]["image"]
+        return int(image.shape[-2]), int(image.shape[-1])
+    raise TypeError(f"cannot take an image size from {type(data).__name__}: give files, images or a tensor")
+
+
 def make_loader(
     data,
     preprocess: Preprocess,

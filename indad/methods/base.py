@@ -25,14 +25,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sized
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..backbones import Backbone, backbone_normalization, check_backbone_name, resolve_device
-from ..data import Preprocess, make_loader, split_holdout
+from ..data import Preprocess, first_image_size, make_loader, split_holdout
 from ..data.transforms import as_size
 from ..errors import InputError, NotCalibratedError, NotFittedError
 from ..metrics import evaluate_predictions
@@ -52,6 +52,8 @@ Tensors = dict[str, torch.Tensor]
 
 # Constructor parameters that say where a model runs, not what it is: not stored in a model file.
 RUNTIME_PARAMS = ("device", "progress", "weights", "num_workers")
+NATIVE = "native"
+"""``image_size`` of a model working at its training images' own size."""
 ROI_TENSOR = "roi_mask"
 """The model file's tensor of the region of interest (bool, working size)."""
 
@@ -134,7 +136,8 @@ class AnomalyModel(ABC):
     strides:
         Output strides of the backbone stages the method uses (None: the method's default).
     image_size:
-        The working size: every image is resized to it (int or ``(H, W)``).
+        The working size: every image is resized to it (int or ``(H, W)``), or
+        ``"native"``: the size of the first training image, fixed by :meth:`fit`.
     crop_size:
         Optional centre crop after resizing.
     resize:
@@ -177,7 +180,7 @@ class AnomalyModel(ABC):
     backbone_name: str = "tf_efficientnet_lite0"
     _: KW_ONLY
     strides: tuple[int, ...] | list[int] | None = None
-    image_size: int | tuple[int, int] | list[int] = 256
+    image_size: int | tuple[int, int] | list[int] | str = 256
     crop_size: int | tuple[int, int] | list[int] | None = None
     resize: str = "stretch"
     tile: Tiling | dict[str, Any] | int | tuple[int, int] | list[int] | None = None
@@ -198,9 +201,7 @@ class AnomalyModel(ABC):
             raise InputError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
         check_backbone_name(self.backbone_name)
         self.strides = self.stage_strides
-        image_size, crop_size = as_size(self.image_size, "image_size"), as_size(self.crop_size, "crop_size")
-        assert image_size is not None
-        self.image_size, self.crop_size = image_size, crop_size
+        self.crop_size = as_size(self.crop_size, "crop_size")
         self.blur_sigma = float(self.blur_sigma)
         self.batch_size = int(self.batch_size)
         self.device = resolve_device(self.device)
@@ -208,12 +209,14 @@ class AnomalyModel(ABC):
         self.num_workers = int(self.num_workers)
         self.seed = int(self.seed)
         self.progress = self.progress if callable(self.progress) else bool(self.progress)
-        self.preprocess = Preprocess(image_size, crop_size, *backbone_normalization(self.backbone_name), self.resize)
         self.tile = Tiling.parse(self.tile)
-        self.tile_grid = None if self.tile is None else TileGrid(self.preprocess.output_size, self.tile)
+        self._preprocess: Preprocess | None = None
+        self.tile_grid: TileGrid | None = None
         self.roi_mask: torch.Tensor | None = None
-        if self.roi is not None:
-            self.set_roi_mask(self.preprocess.mask(roi_mask(self.roi)))
+        if self.image_size != NATIVE:
+            size = as_size(self.image_size, "image_size")  # type: ignore[arg-type]
+            assert size is not None
+            self.set_working_size(size)
         self._backbone: Backbone | None = None
         self.module: nn.Module | None = None
         self.thresholds: Thresholds | None = None
@@ -223,6 +226,25 @@ class AnomalyModel(ABC):
     def stage_strides(self) -> tuple[int, ...]:
         """The strides of the backbone stages used: ``strides``, or the method's default."""
         return tuple(int(s) for s in (self.strides or self.default_strides))
+
+    def set_working_size(self, size: tuple[int, int]) -> None:
+        """Fix the working size: the preprocessing, the tiles and the region of interest follow it."""
+        self.image_size = size
+        crop, tile = (
+            cast(tuple[int, int] | None, self.crop_size),
+            cast(Tiling | None, self.tile),
+        )  # as __post_init__ left them
+        self._preprocess = Preprocess(size, crop, *backbone_normalization(self.backbone_name), self.resize)
+        self.tile_grid = None if tile is None else TileGrid(self._preprocess.output_size, tile)
+        if self.roi is not None:
+            self.set_roi_mask(self._preprocess.mask(roi_mask(self.roi)))
+
+    @property
+    def preprocess(self) -> Preprocess:
+        """How an image becomes a network input (with ``image_size="native"``, known once :meth:`fit` has begun)."""
+        if self._preprocess is None:
+            raise NotFittedError('image_size="native" is the first training image\'s size: call fit() first')
+        return self._preprocess
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -356,6 +378,8 @@ class AnomalyModel(ABC):
         :class:`~indad.distributed.RayEngine`) computes the shards' parts elsewhere.
         """
         start = time.perf_counter()
+        if self._preprocess is None:  # image_size="native"
+            self.set_working_size(first_image_size(data))
         calibration = None
         if holdout:
             data, calibration = split_holdout(data, holdout, self.seed)

@@ -106,3 +106,20 @@ def test_tiled_methods_fit_score_and_reload(method, hazelnut, tmp_path):
     again = load(model.save(tmp_path / "m.indad"))
     assert again.tile == model.tile and again.preprocess == model.preprocess
     np.testing.assert_allclose(again.predict(hazelnut).scores, result["scores"], rtol=1e-4)
+
+
+def test_native_size_is_the_first_training_image_and_tiles_follow_it(tmp_path):
+    from tests.conftest import make_layout
+
+    root = make_layout(tmp_path / "ds", n_train=3, size=(72, 100))
+    model = PatchCore(image_size="native", tile={"size": 48, "overlap": 8}, progress=False)
+    with pytest.raises(Exception, match="native"):
+        _ = model.preprocess
+    model.fit(root)
+    assert model.image_size == (72, 100) and model.preprocess.output_size == (72, 100)
+    assert model.tiles_per_image == 2 * 3
+    pred = model.predict(root)
+    assert pred.maps.shape[1:] == (72, 100)
+    again = load(model.save(tmp_path / "m.indad"))
+    assert again.image_size == (72, 100)
+    np.testing.assert_allclose(again.predict(root).scores, pred.scores, rtol=1e-5)
