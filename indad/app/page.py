@@ -310,11 +310,14 @@ def show_results(run: Run, decision: Decision) -> None:
     download_section(run, chosen)
 
 
-def _slider_range(values: np.ndarray, start: float) -> tuple[float, float, float]:
-    """A slider's lowest and highest value and its step around ``values`` and its ``start``, with a 5% margin."""
+def _threshold_slider(label: str, values: np.ndarray, start: float, key: str) -> float:
+    """A threshold slider starting at ``start``, spanning ``values`` and ``start`` with a 5% margin, 500 steps."""
     lo, hi = min(float(np.min(values)), start), max(float(np.max(values)), start)
     margin = max(hi - lo, 1e-6) * 0.05
-    return lo - margin, hi + margin, (hi - lo + 2 * margin) / 500
+    step = (hi - lo + 2 * margin) / 500
+    return st.slider(
+        label, min_value=lo - margin, max_value=hi + margin, value=start, step=step, format="%.4f", key=key
+    )
 
 
 def _regions(run: Run, results: logic.RunResults, pixel: float, min_area: int) -> list[list[Region]]:
@@ -330,27 +333,16 @@ def _regions(run: Run, results: logic.RunResults, pixel: float, min_area: int) -
 def decisions_section(run: Run, results: logic.RunResults, decision: Decision) -> Judged:
     st.subheader("Scores")
     start = logic.default_threshold(results, run.model.thresholds)
-    lo, hi, step = _slider_range(results.scores, start)
-    threshold = st.slider(
-        "Image threshold: a score at or above it is called defective",
-        min_value=lo,
-        max_value=hi,
-        value=start,
-        step=step,
-        format="%.4f",
-        key=f"threshold_{run.id}",
+    threshold = _threshold_slider(
+        "Image threshold: a score at or above it is called defective", results.scores, start, f"threshold_{run.id}"
     )
     st.caption(logic.threshold_origin(run.model.thresholds, results.metrics))
     pixel_start = run.model.thresholds.pixel if run.model.thresholds is not None else start
-    lo, hi, step = _slider_range(results.maps, pixel_start)
-    pixel = st.slider(
+    pixel = _threshold_slider(
         "Pixel threshold: map pixels at or above it form the defect regions",
-        min_value=lo,
-        max_value=hi,
-        value=pixel_start,
-        step=step,
-        format="%.4f",
-        key=f"pixel_threshold_{run.id}",
+        results.maps,
+        pixel_start,
+        f"pixel_threshold_{run.id}",
     )
     thresholds = logic.thresholds_at(run.model.thresholds, threshold, pixel)
     regions = _regions(run, results, pixel, decision.min_area)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,18 @@ def cli() -> None:
     """indad: industrial visual anomaly detection (SPADE, PaDiM, PatchCore) on frozen ImageNet CNN features."""
 
 
+def option_group(doc: str, *options: Callable[[Callable], Callable]) -> Callable[[Callable], Callable]:
+    """A decorator adding ``options`` to a command, in this order in its ``--help``; ``doc`` says what they are."""
+
+    def add(command: Callable) -> Callable:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    add.__doc__ = doc
+    return add
+
+
 def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | list[int] | str | None:
     """``256`` or ``HEIGHTxWIDTH`` as a size parameter (``native`` for ``--image-size``)."""
     if value is None or (value == "native" and param.name == "image_size"):
@@ -49,39 +62,35 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int 
     return parts[0] if len(parts) == 1 else parts
 
 
-def shape_options(command):
-    """The options saying what the model sees of an image: working size, aspect ratio, tiles, region of interest."""
-    options = [
-        click.option(
-            "--image-size",
-            callback=_size,
-            help="Working size every image is resized to: N, HEIGHTxWIDTH, or native (the first training "
-            "image's size) (overrides the config).",
-        ),
-        click.option(
-            "--resize",
-            type=click.Choice(["stretch", "fit"]),
-            default=None,
-            help="stretch to the working size, or fit inside it keeping the aspect ratio (letterbox) "
-            "[default: the config's, else stretch].",
-        ),
-        click.option(
-            "--tile",
-            callback=_size,
-            help="Score overlapping tiles of this size (N or HEIGHTxWIDTH) of the working image, maps stitched back.",
-        ),
-        click.option("--overlap", type=click.IntRange(0), default=None, help="Pixels neighbouring tiles share [0]."),
-        click.option(
-            "--roi",
-            type=click.Path(dir_okay=False, exists=True),
-            default=None,
-            help="Region of interest: a mask picture, white where the model inspects (any size, the images' "
-            "aspect ratio); outside it nothing scores.",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+shape_options = option_group(
+    "The options saying what the model sees of an image: working size, aspect ratio, tiles, region of interest.",
+    click.option(
+        "--image-size",
+        callback=_size,
+        help="Working size every image is resized to: N, HEIGHTxWIDTH, or native (the first training "
+        "image's size) (overrides the config).",
+    ),
+    click.option(
+        "--resize",
+        type=click.Choice(["stretch", "fit"]),
+        default=None,
+        help="stretch to the working size, or fit inside it keeping the aspect ratio (letterbox) "
+        "[default: the config's, else stretch].",
+    ),
+    click.option(
+        "--tile",
+        callback=_size,
+        help="Score overlapping tiles of this size (N or HEIGHTxWIDTH) of the working image, maps stitched back.",
+    ),
+    click.option("--overlap", type=click.IntRange(0), default=None, help="Pixels neighbouring tiles share [0]."),
+    click.option(
+        "--roi",
+        type=click.Path(dir_okay=False, exists=True),
+        default=None,
+        help="Region of interest: a mask picture, white where the model inspects (any size, the images' "
+        "aspect ratio); outside it nothing scores.",
+    ),
+)
 
 
 def shape_overrides(
@@ -94,29 +103,25 @@ def shape_overrides(
     return {"image_size": image_size, "resize": resize, "tile": tiling, "roi": roi}
 
 
-def decision_options(command):
-    """The options saying how a scored image is judged and which defect regions are reported."""
-    options = [
-        click.option(
-            "--min-area",
-            default=0,
-            show_default=True,
-            type=click.IntRange(0),
-            help="Defect regions (connected pixels at or above the pixel threshold) smaller than this many pixels "
-            "of the original image are left out.",
-        ),
-        click.option(
-            "--decision",
-            type=click.Choice(DECISION_RULES),
-            default="score",
-            show_default=True,
-            help="score: defective when the image score reaches the threshold; regions: defective when any "
-            "defect region of at least --min-area pixels remains.",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+decision_options = option_group(
+    "The options saying how a scored image is judged and which defect regions are reported.",
+    click.option(
+        "--min-area",
+        default=0,
+        show_default=True,
+        type=click.IntRange(0),
+        help="Defect regions (connected pixels at or above the pixel threshold) smaller than this many pixels "
+        "of the original image are left out.",
+    ),
+    click.option(
+        "--decision",
+        type=click.Choice(DECISION_RULES),
+        default="score",
+        show_default=True,
+        help="score: defective when the image score reaches the threshold; regions: defective when any "
+        "defect region of at least --min-area pixels remains.",
+    ),
+)
 
 
 @cli.command("run", context_settings={"help_option_names": ["-h", "--help"]})
@@ -213,47 +218,43 @@ def _fail(exc: Exception) -> click.ClickException:
 MODEL_ARG = click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
 
 
-def engine_options(command):
-    """The options choosing where the work runs: this process, or a Ray cluster."""
-    options = [
-        click.option(
-            "--engine",
-            type=click.Choice(["local", "ray"]),
-            default="local",
-            show_default=True,
-            help="Run here, or on Ray workers (pip install 'indad[ray]').",
-        ),
-        click.option(
-            "--address",
-            default=None,
-            help="Ray cluster address (auto, HOST:6379, ray://HOST:10001) [default: $RAY_ADDRESS, "
-            "else a Ray started here].",
-        ),
-        click.option(
-            "--ray-workers",
-            type=click.IntRange(1),
-            default=None,
-            help="Ray workers [default: as many as the cluster's CPUs (GPUs) hold].",
-        ),
-        click.option("--cpus-per-worker", type=click.FloatRange(0, min_open=True), default=1, show_default=True),
-        click.option(
-            "--gpus-per-worker",
-            type=click.FloatRange(0),
-            default=0,
-            show_default=True,
-            help="GPUs per Ray worker (> 0: workers run on CUDA).",
-        ),
-        click.option(
-            "--threads",
-            type=click.IntRange(1),
-            default=None,
-            help="Torch threads of this process (local) or of each Ray worker [default: torch's, or "
-            "--cpus-per-worker]. Equal thread counts give bit-identical scores.",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+engine_options = option_group(
+    "The options choosing where the work runs: this process, or a Ray cluster.",
+    click.option(
+        "--engine",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        help="Run here, or on Ray workers (pip install 'indad[ray]').",
+    ),
+    click.option(
+        "--address",
+        default=None,
+        help="Ray cluster address (auto, HOST:6379, ray://HOST:10001) [default: $RAY_ADDRESS, "
+        "else a Ray started here].",
+    ),
+    click.option(
+        "--ray-workers",
+        type=click.IntRange(1),
+        default=None,
+        help="Ray workers [default: as many as the cluster's CPUs (GPUs) hold].",
+    ),
+    click.option("--cpus-per-worker", type=click.FloatRange(0, min_open=True), default=1, show_default=True),
+    click.option(
+        "--gpus-per-worker",
+        type=click.FloatRange(0),
+        default=0,
+        show_default=True,
+        help="GPUs per Ray worker (> 0: workers run on CUDA).",
+    ),
+    click.option(
+        "--threads",
+        type=click.IntRange(1),
+        default=None,
+        help="Torch threads of this process (local) or of each Ray worker [default: torch's, or "
+        "--cpus-per-worker]. Equal thread counts give bit-identical scores.",
+    ),
+)
 
 
 def make_engine(
