@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..data import Preprocess
+from ..data.tiles import Tiling, tile_origins
 from ..errors import InputError, ModelFileError
 from ..files import atomic_output
 from ..thresholds import Thresholds
@@ -99,11 +100,18 @@ class OnnxScorer:
         t = self.header.get("thresholds")
         self.thresholds = None if t is None else Thresholds.from_dict(t)
         self.input_name = self.session.get_inputs()[0].name
+        hparams = self.header["hparams"]
+        tiling = Tiling.parse(hparams.get("tile"))
+        tiles = 1 if tiling is None else len(tile_origins(self.preprocess.output_size, tiling))
+        # a tiled model's run sees about batch_size tiles, as the model's own scoring does
+        self.images_per_run = None if tiling is None else max(1, int(hparams.get("batch_size", 16)) // tiles)
 
     def __call__(self, images: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-        scores, maps = self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})
-        return scores, maps
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        step = self.images_per_run or max(1, len(x))
+        runs = [self.session.run(None, {self.input_name: x[a : a + step]}) for a in range(0, len(x), step)]
+        return np.concatenate([r[0] for r in runs]), np.concatenate([r[1] for r in runs])
 
 
 def _providers(ort) -> list[str]:

@@ -33,6 +33,7 @@ from torch import nn
 
 from ..backbones import Backbone, backbone_normalization, check_backbone_name, resolve_device
 from ..data import Preprocess, first_image_size, make_loader, split_holdout
+from ..data.tiles import TileGrid, Tiling
 from ..data.transforms import as_size
 from ..errors import InputError, NotCalibratedError, NotFittedError
 from ..metrics import evaluate_predictions
@@ -41,7 +42,7 @@ from ..regions import Region, find_regions
 from ..roi import RoiSource, roi_mask
 from ..thresholds import Thresholds, f1_thresholds, good_quantile_thresholds, is_defective
 from ..version import __version__
-from .whole_image import TileGrid, Tiling, WholeImageModule
+from .whole_image import WholeImageModule
 
 Batch = dict[str, Any]
 """A batch of images: ``image`` (a normalised ``(B, 3, H, W)`` tensor on the model's device), and, from
@@ -148,7 +149,7 @@ class AnomalyModel(ABC):
         image: ``{"size": 256, "overlap": 32}`` (or just the size). Fit and
         scoring see every tile; maps are stitched back, overlaps averaged, and
         the image score is the stitched map's maximum (see
-        :mod:`~indad.methods.whole_image`).
+        :mod:`~indad.data.tiles`).
     roi:
         Region of interest: a mask picture (white = inspect, any size),
         ``{"polygons": [[[x, y], ...]], "size": [width, height]}`` or a bool

@@ -7,45 +7,9 @@ import pytest
 import torch
 
 from indad import load
-from indad.errors import InputError
+from indad.data.tiles import TileGrid, Tiling
 from indad.methods import SPADE, PaDiM, PatchCore
-from indad.methods.whole_image import TileGrid, Tiling, WholeImageModule, tile_starts
-
-
-@pytest.mark.parametrize(("length", "tile", "overlap"), [(64, 64, 0), (100, 32, 0), (100, 32, 8), (257, 64, 63)])
-def test_tiles_cover_the_side_evenly_with_at_least_the_overlap(length, tile, overlap):
-    starts = tile_starts(length, tile, overlap)
-    assert starts[0] == 0 and starts[-1] == length - tile
-    steps = np.diff(starts)
-    assert (steps <= tile - overlap).all() and (steps > 0).all()
-    assert len(starts) == 1 or len(starts) == -(-(length - tile) // (tile - overlap)) + 1  # the fewest tiles
-
-
-def test_tile_errors_name_the_value():
-    with pytest.raises(InputError, match="does not fit"):
-        tile_starts(50, 64, 0)
-    with pytest.raises(InputError, match="overlap"):
-        Tiling.parse({"size": 32, "overlap": 32})
-    with pytest.raises(InputError, match="tile must be"):
-        Tiling.parse({"size": 32, "stride": 8})
-    with pytest.raises(ValueError, match="tile"):
-        Tiling.parse("big")
-    assert Tiling.parse(32) == Tiling((32, 32), 0)
-    assert Tiling.parse({"size": [16, 24], "overlap": 4}) == Tiling((16, 24), 4)
-    with pytest.raises(InputError, match="does not fit"):
-        PatchCore(image_size=64, tile=128)
-
-
-def test_split_cuts_crops_and_stitch_puts_them_back():
-    images = torch.randn(2, 3, 40, 56)
-    grid = TileGrid((40, 56), Tiling((16, 24), 4))
-    tiles = grid.split(images)
-    assert tiles.shape == (2 * grid.count, 3, 16, 24)
-    for b in range(2):
-        for i, (top, left) in enumerate(grid.origins):
-            assert torch.equal(tiles[b * grid.count + i], images[b, :, top : top + 16, left : left + 24])
-    assert torch.allclose(grid.stitch(tiles[:, 0]), images[:, 0], atol=1e-6)  # the overlaps agree: their mean is them
-    assert int(grid.coverage.min()) >= 1
+from indad.methods.whole_image import WholeImageModule
 
 
 def test_overlaps_are_averaged_and_the_score_is_the_map_maximum():
@@ -123,3 +87,19 @@ def test_native_size_is_the_first_training_image_and_tiles_follow_it(tmp_path):
     again = load(model.save(tmp_path / "m.indad"))
     assert again.image_size == (72, 100)
     np.testing.assert_allclose(again.predict(root).scores, pred.scores, rtol=1e-5)
+
+
+def test_a_tiled_export_scores_as_the_model_a_few_images_per_run(hazelnut, tmp_path):
+    from indad.data import read_image
+    from indad.export.graph import OnnxScorer, export_model
+
+    train = sorted((hazelnut / "train" / "good").iterdir())[:6]
+    model = PaDiM(image_size=(96, 128), tile={"size": 64, "overlap": 16}, batch_size=12, progress=False).fit(train)
+    scorer = OnnxScorer(export_model(model, tmp_path / "tiled.onnx"))
+    assert scorer.images_per_run == 2  # 12 tiles a run: two images of 6 tiles
+    batch = torch.stack([model.preprocess.image(read_image(p)) for p in train[:5]])
+    scores, maps = scorer(batch)
+    expected_scores, expected_maps = model.score_batch(batch)
+    assert maps.shape == (5, 96, 128)
+    np.testing.assert_allclose(scores, expected_scores, rtol=1e-3)
+    np.testing.assert_allclose(maps, expected_maps, rtol=1e-3, atol=1e-3 * float(expected_maps.max()))
