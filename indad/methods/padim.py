@@ -152,8 +152,8 @@ class PaDiMModule(nn.Module):
     cov^-1``, :func:`whitening_factor`), kept as the ``blocks * (blocks + 1) / 2``
     non-zero blocks of a ``blocks`` x ``blocks`` split: 2/3 of the inverse's
     memory at 3 blocks, which is what the product reads (it is bound by memory:
-    24% faster at batch 1, 19% at batch 16 on 2 CPU cores), equal to the
-    inverse's distance within float32 rounding.
+    about 20% faster than the inverse's product in a micro-benchmark on 2 CPU
+    cores), equal to the inverse's distance within float32 rounding.
     """
 
     mean: torch.Tensor
