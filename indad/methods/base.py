@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..backbones import Backbone, backbone_normalization, check_backbone_name, resolve_device
+from ..backbones import RUNTIMES, Backbone, backbone_normalization, check_backbone_name, resolve_device
 from ..data import Preprocess, first_image_size, make_loader, split_holdout
 from ..data.tiles import TileGrid, Tiling
 from ..data.transforms import as_size
@@ -163,6 +163,15 @@ class AnomalyModel(ABC):
         ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``...
     fp16:
         Half-precision backbone on CUDA.
+    backbone_runtime:
+        Runtime of the backbone's forward pass when scoring. ``"onnxruntime"``:
+        on the CPU the forward pass runs through ONNX Runtime (the same network,
+        exported in memory and checked against torch on first use: features
+        equal to torch's within 1e-4); torch on CUDA and in exports.
+        ``"torch"``: eager torch everywhere (the exact previous path).
+    fit_runtime:
+        Runtime of the backbone when fitting (and in :meth:`add_normal`), as
+        ``backbone_runtime``.
     weights:
         Explicit backbone weight file (else timm cache, hub, PyPI packages).
     num_workers:
@@ -190,6 +199,8 @@ class AnomalyModel(ABC):
     batch_size: int = 16
     device: str | torch.device = "auto"
     fp16: bool = False
+    backbone_runtime: str = "onnxruntime"
+    fit_runtime: str = "onnxruntime"
     weights: str | os.PathLike | None = None
     num_workers: int = 0
     seed: int = 0
@@ -200,6 +211,9 @@ class AnomalyModel(ABC):
             raise InputError(f"batch_size must be >= 1, got {self.batch_size}")
         if float(self.blur_sigma) < 0:
             raise InputError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
+        for name in ("backbone_runtime", "fit_runtime"):
+            if getattr(self, name) not in RUNTIMES:
+                raise InputError(f"{name} must be one of {', '.join(RUNTIMES)}, got {getattr(self, name)!r}")
         check_backbone_name(self.backbone_name)
         self.strides = self.stage_strides
         self.crop_size = as_size(self.crop_size, "crop_size")
@@ -271,12 +285,22 @@ class AnomalyModel(ABC):
 
     @property
     def backbone(self) -> Backbone:
-        """The frozen feature extractor, built (weights loaded) on first use."""
+        """The frozen feature extractor, built (weights loaded) on first use, running on :attr:`backbone_runtime`."""
         if self._backbone is None:
             self._backbone = Backbone(self.backbone_name, self.stage_strides, weights=self.weights, fp16=self.fp16).to(
                 self.device
             )
+        self._backbone.runtime = self.backbone_runtime
         return self._backbone
+
+    def fit_features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The backbone's feature maps of a normalised batch, its forward pass on :attr:`fit_runtime`."""
+        backbone = self.backbone
+        backbone.runtime = self.fit_runtime
+        try:
+            return backbone(images)
+        finally:
+            backbone.runtime = self.backbone_runtime
 
     # ----------------------------------------------------------------- hyperparameters
     @classmethod

@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import ClassVar
 
 import torch
@@ -126,23 +127,46 @@ def tile_positions(emb: torch.Tensor, tiles: int) -> torch.Tensor:
     return emb.reshape(bt // tiles, tiles, d, h * w).transpose(1, 2).reshape(bt // tiles, d, tiles * h * w)
 
 
+def whitening_factor(cov: torch.Tensor) -> torch.Tensor:
+    """Upper-triangular ``U`` with ``U @ U.T`` the inverse of ``cov`` ``(..., d, d)``: ``|x U|^2`` is ``x cov^-1 x^T``.
+
+    ``U = L^-T`` for the Cholesky factor ``L`` of ``cov`` (computed in ``cov``'s dtype).
+    """
+    lower = torch.linalg.cholesky(cov)
+    eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device).expand_as(cov)
+    return torch.linalg.solve_triangular(lower, eye, upper=False).transpose(-1, -2)
+
+
+def block_edges(d: int, blocks: int) -> list[int]:
+    """Boundaries of ``blocks`` near-equal parts of ``range(d)``."""
+    return [round(i * d / blocks) for i in range(blocks + 1)]
+
+
 class PaDiMModule(nn.Module):
     """Fitted PaDiM: normalised images (or their tiles) -> (image scores ``(B,)``, anomaly maps ``(B, H, W)``).
 
     With ``tiles`` > 1 a batch holds whole images' tiles, each tile position with its own Gaussians.
+
+    The squared Mahalanobis distance ``delta cov^-1 delta^T`` is computed as
+    ``|delta U|^2`` with the upper-triangular ``factor`` ``U`` (``U U^T =
+    cov^-1``, :func:`whitening_factor`), kept as the ``blocks * (blocks + 1) / 2``
+    non-zero blocks of a ``blocks`` x ``blocks`` split: 2/3 of the inverse's
+    memory at 3 blocks, which is what the product reads (it is bound by memory:
+    about 20% faster than the inverse's product in a micro-benchmark on 2 CPU
+    cores), equal to the inverse's distance within float32 rounding.
     """
 
     mean: torch.Tensor
-    inv_cov: torch.Tensor
 
     def __init__(
         self,
         backbone: Backbone,
         channels: torch.Tensor,
         mean: torch.Tensor,
-        inv_cov: torch.Tensor,
+        factor: torch.Tensor,
         map_generator: AnomalyMapGenerator,
         tiles: int = 1,
+        blocks: int = 3,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -151,8 +175,26 @@ class PaDiMModule(nn.Module):
         for i, chosen in enumerate(stage_channels(channels, backbone.channels)):
             self.register_buffer(f"channels_{i}", chosen)
         self.register_buffer("mean", mean)  # (P, d)
-        self.register_buffer("inv_cov", inv_cov)  # (P, d, d)
+        self.dims = int(factor.shape[-1])
+        edges = block_edges(self.dims, max(1, min(int(blocks), self.dims)))
+        self.sizes = [b - a for a, b in pairwise(edges)]
+        self.n_blocks = len(self.sizes)
+        for i in range(self.n_blocks):
+            for j in range(i, self.n_blocks):  # U's blocks below the diagonal are zero
+                block = factor[:, edges[i] : edges[i + 1], edges[j] : edges[j + 1]].contiguous()
+                self.register_buffer(f"factor_{i}_{j}", block)
         self.map_generator = map_generator
+
+    def squared_distances(self, delta: torch.Tensor) -> torch.Tensor:
+        """``(P, B)`` squared Mahalanobis distances of ``delta`` ``(P, B, d)`` (differences from the means)."""
+        parts = delta.split(self.sizes, dim=-1)
+        total = torch.zeros(delta.shape[:-1], dtype=delta.dtype, device=delta.device)
+        for j in range(self.n_blocks):
+            y = torch.bmm(parts[0], getattr(self, f"factor_0_{j}"))
+            for i in range(1, j + 1):
+                y = torch.baddbmm(y, parts[i], getattr(self, f"factor_{i}_{j}"))
+            total = total + y.square().sum(-1)
+        return total
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,8 +203,7 @@ class PaDiMModule(nn.Module):
         positions = tile_positions(emb, self.tiles)  # (B', d, P)
         # (P, B', d), contiguous: a strided batch makes bmm copy each position's rows separately (10-20x slower).
         delta = (positions.permute(2, 0, 1) - self.mean[:, None, :]).contiguous()
-        dist2 = (torch.bmm(delta, self.inv_cov) * delta).sum(-1)  # (P, B')
-        dist = dist2.clamp_min(0).sqrt().T.reshape(b, h, w)
+        dist = self.squared_distances(delta).clamp_min(0).sqrt().T.reshape(b, h, w)
         maps = self.map_generator(dist)
         return maps.amax(dim=(1, 2)), maps
 
@@ -239,7 +280,8 @@ class PaDiM(AnomalyModel):
     def _accumulate(self, acc: GaussianAccumulator, batches: Iterable[Batch]) -> None:
         channels = stage_channels(self.channels, self.backbone.channels)
         for batch in batches:
-            acc.update(tile_positions(pyramid_embedding(self.backbone(batch["image"]), channels), self.tiles_per_image))
+            emb = pyramid_embedding(self.fit_features(batch["image"]), channels)
+            acc.update(tile_positions(emb, self.tiles_per_image))
 
     def _fitted_accumulator(self) -> GaussianAccumulator:
         if self.accumulator is None:
@@ -261,13 +303,13 @@ class PaDiM(AnomalyModel):
     def build_module(self, exportable: bool = False) -> PaDiMModule:
         start = time.perf_counter()
         mean, cov = self._fitted_accumulator().mean_and_covariance(self.epsilon)
-        inv = torch.linalg.inv(cov)
+        factor = whitening_factor(cov)
         self.timings["gaussian_s"] = time.perf_counter() - start
         return PaDiMModule(
             self.backbone,
             self.channels,
             mean.float(),
-            inv.float(),
+            factor.float(),
             AnomalyMapGenerator(self.input_size, self.blur_sigma),
             self.tiles_per_image,
         )

@@ -87,7 +87,7 @@ class SPADEModule(nn.Module):
         ``(N, C)`` pooled last-stage features of the training images.
     pyramids:
         Per pyramid stage, ``(N, C_s, h_s, w_s)`` training features (float16 or float32).
-    k, kappa, aligned:
+    k, kappa, aligned, pixel_k:
         See :class:`SPADE`.
     map_generator:
         Upsampling and blur of the combined map.
@@ -110,6 +110,7 @@ class SPADEModule(nn.Module):
         map_generator: AnomalyMapGenerator,
         searcher: NearestNeighbors | None = None,
         block: tuple[int, int] | None = None,
+        pixel_k: int = 0,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -118,6 +119,7 @@ class SPADEModule(nn.Module):
             self.register_buffer(f"pyramid_{s}", bank)
         self.n_stages = len(pyramids)
         self.k, self.kappa, self.aligned = min(k, pooled.shape[0]), kappa, aligned
+        self.pixel_k = min(pixel_k, self.k) if pixel_k > 0 else self.k
         self.map_generator = map_generator
         self.searcher = (searcher or default_searcher(pooled.device)).fit(pooled)
         self.block = block
@@ -134,6 +136,7 @@ class SPADEModule(nn.Module):
     def score_features(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores and maps from backbone features (the pyramid stages, then the pooled stage)."""
         dist, idx = self.searcher.search(pooled_feature(feats[-1]), self.k)
+        idx = idx[:, : self.pixel_k]  # the gallery: the nearest pixel_k of the k images (ascending distance)
         # The mean of the stages' upsampled maps, blurred: both steps are linear, so map each stage and average.
         stage_maps = [
             self.map_generator(gallery_distances(stage, bank, idx, self.kappa, self.aligned, self.block))
@@ -158,6 +161,10 @@ class SPADE(AnomalyModel):
         (faster; the seed's shortcut) instead of every location (the paper).
     half_precision_gallery:
         Store the training feature pyramids in float16 (half the memory).
+    pixel_k:
+        Training images whose pyramids are a pixel's gallery: the nearest
+        ``pixel_k`` of the ``k`` (0: all ``k``, the paper). The image score is
+        unchanged; the gallery search's time is proportional to it.
     strides:
         Pyramid stages, then the stage whose pooled feature finds the neighbours
         (default 4, 8, 16, then 32).
@@ -172,11 +179,14 @@ class SPADE(AnomalyModel):
     kappa: int = 1
     aligned: bool = False
     half_precision_gallery: bool = True
+    pixel_k: int = 3
 
     def __post_init__(self) -> None:
         if int(self.k) < 1 or int(self.kappa) < 1:
             raise InputError(f"k and kappa must be >= 1, got k={self.k}, kappa={self.kappa}")
-        self.k, self.kappa = int(self.k), int(self.kappa)
+        if int(self.pixel_k) < 0:
+            raise InputError(f"pixel_k must be >= 0, got {self.pixel_k}")
+        self.k, self.kappa, self.pixel_k = int(self.k), int(self.kappa), int(self.pixel_k)
         self.aligned = bool(self.aligned)
         self.half_precision_gallery = bool(self.half_precision_gallery)
         super().__post_init__()
@@ -210,7 +220,7 @@ class SPADE(AnomalyModel):
         pooled: list[torch.Tensor] = []
         pyramids: list[list[torch.Tensor]] = [[] for _ in self.stage_strides[:-1]]
         for batch in batches:
-            feats = self.backbone(batch["image"])
+            feats = self.fit_features(batch["image"])
             pooled.append(pooled_feature(feats[-1]).float())
             for acc, f in zip(pyramids, feats[:-1], strict=True):
                 acc.append(f.to(dtype))
@@ -245,4 +255,5 @@ class SPADE(AnomalyModel):
             AnomalyMapGenerator(self.input_size, self.blur_sigma),
             TorchNearestNeighbors() if exportable else None,
             (1024, 4096) if exportable else None,
+            self.pixel_k,
         )

@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from indad.methods.padim import GaussianAccumulator, PaDiM, PaDiMModule, pyramid_embedding, stage_channels
+from indad.methods.anomaly_map import AnomalyMapGenerator
+from indad.methods.padim import (
+    GaussianAccumulator,
+    PaDiM,
+    PaDiMModule,
+    pyramid_embedding,
+    stage_channels,
+    whitening_factor,
+)
 from tests.conftest import make_layout
 
 
@@ -31,6 +39,25 @@ def test_streaming_statistics_match_the_slow_version():
     inv = torch.linalg.inv(cov)
     delta = test.permute(2, 0, 1) - mean[:, None, :]
     ours = (torch.bmm(delta, inv) * delta).sum(-1).sqrt().T.numpy()
+    np.testing.assert_allclose(ours, slow_mahalanobis(train.numpy(), test.numpy(), 0.01), rtol=1e-6)
+
+
+@pytest.mark.parametrize("blocks", [1, 2, 3, 7])
+def test_the_triangular_blocks_give_the_slow_distances(blocks):
+    gen = torch.Generator().manual_seed(blocks)
+    train = torch.randn(30, 7, 10, generator=gen, dtype=torch.float64)
+    test = torch.randn(4, 7, 10, generator=gen, dtype=torch.float64)
+    acc = GaussianAccumulator()
+    acc.update(train)
+    mean, cov = acc.mean_and_covariance(0.01)
+    backbone = torch.nn.Module()
+    backbone.channels = (7,)
+    module = PaDiMModule(
+        backbone, torch.arange(7), mean, whitening_factor(cov), AnomalyMapGenerator((2, 5), 0.0), blocks=blocks
+    )
+    assert module.n_blocks == blocks
+    delta = test.permute(2, 0, 1) - mean[:, None, :]
+    ours = module.squared_distances(delta.contiguous()).sqrt().T.numpy()
     np.testing.assert_allclose(ours, slow_mahalanobis(train.numpy(), test.numpy(), 0.01), rtol=1e-6)
 
 
@@ -71,7 +98,7 @@ def test_batch_size_never_changes_a_score(fitted):
     one, many = model.predict(root, batch_size=1), model.predict(root, batch_size=5)
     np.testing.assert_allclose(one.scores, many.scores, rtol=1e-4)
     np.testing.assert_allclose(one.maps, many.maps, rtol=1e-4, atol=1e-5)
-    assert isinstance(model.module, PaDiMModule) and model.module.inv_cov.shape[-1] == 20
+    assert isinstance(model.module, PaDiMModule) and model.module.dims == 20
 
 
 def test_parameters_are_checked():

@@ -10,8 +10,13 @@ from indad.methods.spade import SPADE, SPADEModule, batch_block, gallery_distanc
 from tests.conftest import make_layout
 
 
-def slow_spade(train: list[np.ndarray], test: list[np.ndarray], k: int, kappa: int, aligned: bool, size: int):
-    """SPADE with loops: train/test are per stage (N, C, h, w), the last stage pooled for the neighbours."""
+def slow_spade(
+    train: list[np.ndarray], test: list[np.ndarray], k: int, kappa: int, aligned: bool, size: int, pixel_k: int = 0
+):
+    """SPADE with loops: train/test are per stage (N, C, h, w), the last stage pooled for the neighbours.
+
+    The pixel gallery is the nearest ``pixel_k`` of the ``k`` images (0: all ``k``).
+    """
     pooled_train = train[-1].mean(axis=(2, 3))
     scores, maps = [], []
     for i in range(test[0].shape[0]):
@@ -19,6 +24,7 @@ def slow_spade(train: list[np.ndarray], test: list[np.ndarray], k: int, kappa: i
         d_img = np.array([np.linalg.norm(pooled - p) for p in pooled_train])
         nearest = np.argsort(d_img, kind="stable")[:k]
         scores.append(np.sort(d_img)[:k].mean())
+        nearest = nearest[: pixel_k or k]
         stage_maps = []
         for tr, te in zip(train[:-1], test[:-1], strict=True):
             _, h, w = te[i].shape
@@ -43,8 +49,10 @@ def slow_spade(train: list[np.ndarray], test: list[np.ndarray], k: int, kappa: i
     return np.array(scores), np.array(maps)
 
 
-@pytest.mark.parametrize("aligned,kappa", [(False, 1), (False, 3), (True, 1), (True, 2)])
-def test_matches_the_slow_version(aligned, kappa):
+@pytest.mark.parametrize(
+    "aligned,kappa,pixel_k", [(False, 1, 0), (False, 3, 0), (True, 1, 0), (True, 2, 0), (False, 1, 2), (True, 1, 3)]
+)
+def test_matches_the_slow_version(aligned, kappa, pixel_k):
     gen = torch.Generator().manual_seed(0)
     shapes = [(4, 6, 6), (5, 3, 3), (7, 2, 2)]
     train = [torch.randn(9, *s, generator=gen) for s in shapes]
@@ -58,10 +66,11 @@ def test_matches_the_slow_version(aligned, kappa):
         aligned=aligned,
         map_generator=AnomalyMapGenerator((12, 12), sigma=0.0),
         searcher=TorchNearestNeighbors(),
+        pixel_k=pixel_k,
     )
     scores, maps = module.score_features(test)
     half_train = [t.half().float().numpy() for t in train[:-1]] + [train[-1].numpy()]
-    ref_scores, ref_maps = slow_spade(half_train, [t.numpy() for t in test], 4, kappa, aligned, 12)
+    ref_scores, ref_maps = slow_spade(half_train, [t.numpy() for t in test], 4, kappa, aligned, 12, pixel_k)
     np.testing.assert_allclose(scores.numpy(), ref_scores, rtol=1e-4)
     np.testing.assert_allclose(maps.numpy(), ref_maps, rtol=1e-4, atol=1e-5)
 
