@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import DatasetLayoutError, DatasetNotFoundError, DownloadError, ImageReadError
-from .folder import AnomalyDataset, first_image_size, make_loader
+from .folder import AnomalyDataset, first_image_size, make_loader, read_ahead
 from .images import IMAGE_EXTENSIONS, list_images, read_image, read_mask
 from .layout import (
     GOOD,
@@ -76,6 +76,7 @@ __all__ = [
     "layout_mtd",
     "list_images",
     "make_loader",
+    "read_ahead",
     "read_image",
     "read_mask",
     "resolve_dataset",

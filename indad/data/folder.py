@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import queue
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -13,6 +16,52 @@ from ..errors import DatasetLayoutError, ImageReadError
 from .images import read_image, read_mask, to_rgb
 from .layout import Sample, is_paths, path_samples
 from .transforms import Preprocess
+
+T = TypeVar("T")
+
+
+def read_ahead(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """``items`` in their order, the next ``depth`` of them made by a background thread meanwhile.
+
+    Decoding and resizing images (Pillow, which releases the GIL) then overlap
+    with scoring the batch before. An exception raised while making an item is
+    raised here, at that item; leaving the loop early stops the thread.
+    """
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(entry: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as exc:  # raised again in the consuming thread
+            put((end, exc))
+
+    thread = threading.Thread(target=produce, name="indad-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = slots.get()
+            if exc is not None:
+                raise exc
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 class AnomalyDataset(Dataset):

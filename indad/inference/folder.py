@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..data import Preprocess, read_image
+from ..data import Preprocess, read_ahead, read_image
 from ..data.images import is_image_file, list_images
 from ..errors import DatasetLayoutError, ImageReadError, InputError, ModelFileError
 from ..files import atomic_output, csv_text, write_atomic
@@ -229,7 +229,7 @@ def predict_folder(
     )
     rows: list[dict] = [{} for _ in files]
     with atomic_output(out) as tmp:
-        for batch in track(loader, "predict", len(loader), progress):
+        for batch in track(read_ahead(loader) if num_workers == 0 else loader, "predict", len(loader), progress):
             indices = [item["index"] for item in batch]
             scored = score_inputs(scorer, [files[i] for i in indices], batch, base, tmp, decision)
             for i, row in zip(indices, scored, strict=True):
@@ -272,6 +272,10 @@ def _row(
     return row
 
 
+PNG_LEVEL = 1
+"""zlib level of the pictures: about 4x faster to write than Pillow's default 6, files about 25% larger."""
+
+
 def _write_pictures(root: Path, rel: Path, original, full: np.ndarray, thresholds: Thresholds | None) -> None:
     """The heatmap, overlay and mask of an image whose anomaly map at its original size is ``full``."""
     if thresholds is not None:
@@ -286,4 +290,4 @@ def _write_pictures(root: Path, rel: Path, original, full: np.ndarray, threshold
         ("masks", mask_image(mask)),
     ):
         with atomic_output(root / kind / name) as partial:
-            picture.save(partial, format="PNG")
+            picture.save(partial, format="PNG", compress_level=PNG_LEVEL)

@@ -56,11 +56,13 @@ class FaissNearestNeighbors(_FaissSearch):
 class HnswNearestNeighbors(_FaissSearch):
     """Approximate L2 search with a faiss HNSW graph (Malkov & Yashunin 2018), on the CPU.
 
-    Every returned distance is the true distance to the returned bank row, so it
-    is never below the exact nearest distance; it may be above it when the graph
-    search misses the nearest row. The graph is built with one thread so that
-    the same bank always gives the same graph (and the same scores after a
-    model is saved and loaded).
+    The graph walks on a float16 copy of the bank (half the memory each step
+    reads: 1.1-1.5x faster than float32 on MTD's banks, the same neighbours
+    found); the distances returned are then computed again in float32 to the
+    rows found, so each is the true distance to its row: never below the exact
+    nearest distance, above it when the search misses the nearest row. The
+    graph is built with one thread so that the same bank always gives the same
+    graph (and the same scores after a model is saved and loaded).
 
     Parameters
     ----------
@@ -70,28 +72,97 @@ class HnswNearestNeighbors(_FaissSearch):
         Candidates kept during a search: higher is closer to exact, and slower.
     ef_construction:
         Candidates kept while building the graph.
+    graph:
+        A graph from :meth:`graph` of the same bank: :meth:`fit` uses it instead of
+        building one (seconds to a minute for large banks); one that does not fit
+        the bank is ignored.
     """
 
-    def __init__(self, m: int = 32, ef_search: int = 64, ef_construction: int = 80) -> None:
+    def __init__(
+        self, m: int = 32, ef_search: int = 64, ef_construction: int = 80, graph: np.ndarray | None = None
+    ) -> None:
         super().__init__()
         self.m, self.ef_search, self.ef_construction = int(m), int(ef_search), int(ef_construction)
+        self._graph = graph
+        self.from_graph = False  # whether fit used ``graph``
+        self.bank = torch.empty(0)
 
     def fit(self, bank: torch.Tensor) -> HnswNearestNeighbors:
+        self.bank = bank.detach().float().cpu().contiguous()
+        data = self.bank.numpy()
+        index = self._stored_index(data) if self._graph is not None else None
+        self.from_graph = index is not None
+        if index is None:
+            index = self._build(data)
+        index.hnsw.efSearch = self.ef_search
+        self.index = index
+        self.size = data.shape[0]
+        return self
+
+    def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        _, idx = super().search(queries, k)
+        found = idx.cpu().clamp_min(0)
+        q = queries.detach().float().cpu()
+        dist = torch.linalg.vector_norm(self.bank[found] - q[:, None, :], dim=-1)
+        dist = dist.masked_fill(idx.cpu() < 0, float("inf"))  # fewer than k found
+        if k > 1:
+            dist, order = dist.sort(dim=1)
+            found = found.gather(1, order)
+        return dist.to(queries.device), found.to(queries.device)
+
+    def _build(self, data: np.ndarray) -> Any:
         import faiss
 
-        data = np.ascontiguousarray(bank.detach().float().cpu().numpy())
-        index: Any = faiss.IndexHNSWFlat(data.shape[1], self.m)
+        float16: Any = faiss.ScalarQuantizer.QT_fp16
+        index: Any = faiss.IndexHNSWSQ(data.shape[1], float16, self.m)
         index.hnsw.efConstruction = self.ef_construction
+        index.train(data)
         threads = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(1)  # a parallel build inserts in a varying order: a different graph each time
         try:
             index.add(data)
         finally:
             faiss.omp_set_num_threads(threads)
-        index.hnsw.efSearch = self.ef_search
-        self.index = index
-        self.size = data.shape[0]
-        return self
+        return index
+
+    def graph(self) -> np.ndarray:
+        """The fitted graph as bytes ``(n,)`` uint8, without the bank's float16 copy (rebuilt from the bank)."""
+        import faiss
+
+        if self.index is None:
+            raise RuntimeError("graph before fit")
+        raw = faiss.serialize_index(self.index)
+        codes = _float16_codes(self.bank.numpy())
+        # faiss writes the float16 copy last: the bytes before it are the graph and the headers.
+        if raw.shape[0] < codes.shape[0] or not np.array_equal(raw[raw.shape[0] - codes.shape[0] :], codes):
+            raise RuntimeError("unexpected faiss index layout: the float16 bank is not at the end")
+        return raw[: raw.shape[0] - codes.shape[0]].copy()
+
+    def _stored_index(self, data: np.ndarray) -> Any | None:
+        """The index from :attr:`_graph` and ``data``, or None when they do not belong together."""
+        import faiss
+
+        assert self._graph is not None
+        try:
+            index: Any = faiss.deserialize_index(np.concatenate([self._graph, _float16_codes(data)]))
+        except RuntimeError:
+            return None
+        hnsw: Any = getattr(index, "hnsw", None)
+        fits = (
+            isinstance(index, faiss.IndexHNSWSQ)
+            and index.ntotal == data.shape[0]
+            and index.d == data.shape[1]
+            and hnsw.nb_neighbors(1) == self.m
+        )
+        return index if fits else None
+
+
+def _float16_codes(data: np.ndarray) -> np.ndarray:
+    """The bytes faiss's float16 scalar quantiser stores for ``data`` (its rounding of halfway values, not numpy's)."""
+    import faiss
+
+    quantizer: Any = faiss.IndexScalarQuantizer(data.shape[1], faiss.ScalarQuantizer.QT_fp16)
+    return np.asarray(quantizer.sa_encode(data), dtype=np.uint8).ravel()
 
 
 def blocked_knn(

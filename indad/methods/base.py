@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..backbones import RUNTIMES, Backbone, backbone_normalization, check_backbone_name, resolve_device
-from ..data import Preprocess, first_image_size, make_loader, split_holdout
+from ..data import Preprocess, first_image_size, make_loader, read_ahead, split_holdout
 from ..data.tiles import TileGrid, Tiling
 from ..data.transforms import as_size
 from ..errors import InputError, NotCalibratedError, NotFittedError
@@ -366,7 +366,9 @@ class AnomalyModel(ABC):
             return
         loader = make_loader(data, self.preprocess, split, self.images_per_batch(batch_size), self.num_workers)
         total = len(loader) if isinstance(loader, Sized) else None
-        for batch in track(loader, desc, total, self.progress):
+        # Without worker processes, a thread reads and preprocesses the next batches while this one is scored.
+        batches = read_ahead(loader) if getattr(loader, "num_workers", 0) == 0 else loader
+        for batch in track(batches, desc, total, self.progress):
             if isinstance(batch, (list, tuple)):  # a plain (images, ...) DataLoader
                 batch = {"image": batch[0]}
             batch["image"] = batch["image"].to(self.device, non_blocking=True)

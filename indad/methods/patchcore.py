@@ -95,6 +95,8 @@ def reweighting_weights(
 
 
 IMAGE_SCORES = ("max_map", "max_patch")
+GRAPH_TENSOR = "hnsw_graph"
+"""The model file's tensor of the HNSW graph of the memory bank (uint8, without the bank's vectors)."""
 SEARCHES = ("exact", "hnsw")
 
 
@@ -167,7 +169,8 @@ class PatchCore(AnomalyModel):
         torch's features unless asked.
     search:
         Nearest-neighbour search of the memory bank when scoring on the CPU:
-        ``"hnsw"`` (approximate, a faiss HNSW graph; a distance is never below the
+        ``"hnsw"`` (approximate, a faiss HNSW graph walked on a float16 copy of the
+        bank, kept in the model file; a distance is never below the
         exact one) or ``"exact"`` (faiss flat index). On CUDA and in exported graphs
         the search is exact.
     ef_search:
@@ -216,13 +219,15 @@ class PatchCore(AnomalyModel):
         self.n_reweight = int(self.n_reweight)
         super().__post_init__()
         self.memory_bank: torch.Tensor | None = None
+        self._graph: torch.Tensor | None = None  # the HNSW graph of the bank, once built or loaded
 
     def searcher(self, exportable: bool = False) -> NearestNeighbors:
         """The nearest-neighbour search the scoring module uses (see :attr:`search`)."""
         if exportable:
             return TorchNearestNeighbors()
         if self.search == "hnsw" and torch.device(self.device).type == "cpu":
-            return HnswNearestNeighbors(ef_search=self.ef_search)
+            graph = None if self._graph is None else self._graph.cpu().numpy()
+            return HnswNearestNeighbors(ef_search=self.ef_search, graph=graph)
         return default_searcher(self.device)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
@@ -276,30 +281,39 @@ class PatchCore(AnomalyModel):
             start = time.perf_counter()
             union = union[self._sampler().select(union, n)].contiguous()
             self.timings["global_coreset_s"] = time.perf_counter() - start
-        self.memory_bank = union
+        self.memory_bank, self._graph = union, None
         log.info("patchcore: memory bank %d of %d patches, %d dims", union.shape[0], total, union.shape[1])
 
     def extend_state(self, batches: Iterable[Batch]) -> None:
         bank = self._fitted_bank()
         new = torch.cat([self._fit_embed(batch["image"]) for batch in batches])
         keep = self._sampler().extend(bank, new)
-        self.memory_bank = torch.cat([bank, new[keep]]).contiguous()
+        self.memory_bank, self._graph = torch.cat([bank, new[keep]]).contiguous(), None
 
     def to_state(self) -> ModelState:
-        return ModelState({"memory_bank": self._fitted_bank()})
+        """The memory bank, and its HNSW graph once built (loading then skips building it again)."""
+        tensors = {"memory_bank": self._fitted_bank()}
+        if self._graph is not None:
+            tensors[GRAPH_TENSOR] = self._graph
+        return ModelState(tensors)
 
     def from_state(self, state: ModelState) -> None:
         self.memory_bank = state.tensors["memory_bank"]
+        self._graph = state.tensors.get(GRAPH_TENSOR)
 
     def build_module(self, exportable: bool = False) -> PatchCoreModule:
-        return PatchCoreModule(
+        searcher = self.searcher(exportable)
+        module = PatchCoreModule(
             self.backbone,
             self._fitted_bank(),
-            self.searcher(exportable),
+            searcher,
             AnomalyMapGenerator(self.input_size, self.blur_sigma),
             self.n_reweight,
             self.image_score,
         )
+        if isinstance(searcher, HnswNearestNeighbors) and not searcher.from_graph:
+            self._graph = torch.from_numpy(searcher.graph())
+        return module
 
     def _fitted_bank(self) -> torch.Tensor:
         if self.memory_bank is None:

@@ -21,7 +21,7 @@ from PIL import Image
 from pydantic import BaseModel
 
 from ..errors import IndadError
-from ..inference.folder import Scorer
+from ..inference.folder import PNG_LEVEL, Scorer
 from ..inference.visualize import heatmap_image, map_to_original
 from ..regions import find_regions
 from ..thresholds import Decision
@@ -166,7 +166,8 @@ def describe(
         }
     if heatmap:
         buffer = io.BytesIO()
-        heatmap_image(full, 2.0 * t.pixel if t is not None else float(full.max())).save(buffer, format="PNG")
+        heat = heatmap_image(full, 2.0 * t.pixel if t is not None else float(full.max()))
+        heat.save(buffer, format="PNG", compress_level=PNG_LEVEL)
         result["heatmap_png"] = base64.b64encode(buffer.getvalue()).decode("ascii")
     return result
 

@@ -11,6 +11,7 @@ from indad.data import (
     ImageReadError,
     Preprocess,
     make_loader,
+    read_ahead,
     scan_test,
     scan_train,
 )
@@ -114,3 +115,29 @@ def test_loader_accepts_many_input_forms(tmp_path):
         make_loader([], PRE, "train", 2)
     with pytest.raises(ImageReadError, match="no such file"):
         make_loader([tmp_path / "missing.png"], PRE, "train", 2)
+
+
+def test_read_ahead_keeps_order_raises_at_the_failing_item_and_stops_early():
+    import threading
+
+    made: list[int] = []
+
+    def items(fail_at: int | None = None):
+        for i in range(10):
+            if i == fail_at:
+                raise ImageReadError(f"item {i} is unreadable")
+            made.append(i)
+            yield i
+
+    assert list(read_ahead(items())) == list(range(10))
+    got = []
+    with pytest.raises(ImageReadError, match="item 4"):
+        for i in read_ahead(items(fail_at=4)):
+            got.append(i)
+    assert got == [0, 1, 2, 3]  # every item before the failing one arrives first
+    made.clear()
+    for i in read_ahead(items(), depth=2):
+        if i == 1:
+            break
+    assert len(made) <= 5  # the thread made at most depth + 2 more, then stopped
+    assert not any(t.name == "indad-read-ahead" for t in threading.enumerate())

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -78,3 +79,24 @@ def test_hnsw_finds_the_exact_neighbour_of_most_real_patches():
     d2, i2 = HnswNearestNeighbors(ef_search=16).fit(bank).search(queries, 1)
     assert torch.equal(i, i2) and torch.equal(d, d2)
     assert HnswNearestNeighbors().fit(bank[:2]).search(queries[:5], 3)[1].shape == (5, 2)
+
+
+def test_hnsw_graph_is_reused_only_with_its_own_bank():
+    from indad.memory import HnswNearestNeighbors
+
+    gen = torch.Generator().manual_seed(1)
+    bank, queries = torch.randn(3000, 24, generator=gen), torch.randn(200, 24, generator=gen)
+    built = HnswNearestNeighbors(ef_search=16).fit(bank)
+    graph = built.graph()
+    assert not built.from_graph and graph.dtype == np.uint8
+    import faiss
+
+    assert graph.nbytes == faiss.serialize_index(built.index).nbytes - bank.numel() * 2  # without the float16 bank
+    reused = HnswNearestNeighbors(ef_search=16, graph=graph).fit(bank)
+    assert reused.from_graph
+    for a, b in zip(built.search(queries, 3), reused.search(queries, 3), strict=True):
+        assert torch.equal(a, b)
+    # Another bank, a cut graph or another M: the graph is not used, a new one is built.
+    for other, kwargs in ((bank[:2000], {}), (bank, {"m": 16})):
+        assert not HnswNearestNeighbors(graph=graph, **kwargs).fit(other).from_graph
+    assert not HnswNearestNeighbors(graph=graph[: len(graph) // 2]).fit(bank).from_graph

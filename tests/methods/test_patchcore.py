@@ -165,6 +165,7 @@ def test_fast_and_exact_scoring_agree_and_survive_save_and_load(fitted, tmp_path
     assert np.allclose(fast.maps, ref.maps, rtol=1e-3, atol=1e-4)
     loaded = indad.load(tmp_path / "m.indad", device="cpu")
     assert loaded.hparams() == model.hparams()
+    assert loaded.module.searcher.from_graph  # the saved HNSW graph, not a new one
     again = loaded.predict(root)
     assert np.array_equal(again.scores, fast.scores) and np.array_equal(again.maps, fast.maps)
 
