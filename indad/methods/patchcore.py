@@ -96,7 +96,7 @@ def reweighting_weights(
 
 IMAGE_SCORES = ("max_map", "max_patch")
 GRAPH_TENSOR = "hnsw_graph"
-"""The model file's tensor of the HNSW graph of the memory bank (uint8, without the bank's vectors)."""
+"""The model file's tensor of the HNSW graph of the memory bank (uint8, without the bank's float16 copy)."""
 SEARCHES = ("exact", "hnsw")
 
 

@@ -32,7 +32,20 @@ def pixel_auroc(masks: np.ndarray, maps: np.ndarray) -> float:
     masks = np.asarray(masks).astype(bool).ravel()
     if not _two_classes(masks, "pixel ROC AUC"):
         return float("nan")
-    return float(roc_auc_score(masks, np.asarray(maps, dtype=np.float32).ravel()))
+    values = np.asarray(maps, dtype=np.float32).ravel()
+    return _rank_auc(values[masks], values[~masks])
+
+
+def _rank_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney statistic: the chance a positive outscores a negative, ties counting half.
+
+    The same value as scikit-learn's ``roc_auc_score``, with a sorted copy of the
+    negatives as the only large temporary (4 bytes a pixel instead of about 40).
+    """
+    negatives = np.sort(negatives)
+    below = np.searchsorted(negatives, positives, side="left").sum(dtype=np.float64)
+    tied = np.searchsorted(negatives, positives, side="right").sum(dtype=np.float64) - below
+    return float((below + 0.5 * tied) / (float(positives.size) * float(negatives.size)))
 
 
 def f1_max(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray) -> tuple[float, float]:
@@ -58,6 +71,9 @@ def _regions(masks: np.ndarray) -> tuple[np.ndarray, int]:
     return labels, count
 
 
+_CHUNK = 1 << 22
+
+
 def aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3) -> float:
     """Area under the per-region-overlap curve up to ``fpr_limit`` false positive rate, normalised to [0, 1].
 
@@ -81,17 +97,26 @@ def aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3) -> float:
     order = np.argsort(-maps.ravel(), kind="stable")
     scores = maps.ravel()[order]
     region_of = regions.ravel()[order]
-    del regions
-    fpr = np.cumsum(region_of == 0, dtype=np.int64) / n_normal
+    del regions, order
+    # Pixels with equal scores cross the threshold together: keep the last of each run.
+    last = np.r_[scores[1:] != scores[:-1], True]
+    del scores
     sizes = np.bincount(region_of, minlength=n_regions + 1).astype(np.float64)
     weight = np.zeros(n_regions + 1)
     weight[1:] = 1.0 / (sizes[1:] * n_regions)
-    pro = np.cumsum(weight[region_of])
-    del region_of, order
-    # Pixels with equal scores cross the threshold together: keep the last of each run.
-    last = np.r_[scores[1:] != scores[:-1], True]
-    fpr = np.r_[0.0, np.minimum(fpr[last], 1.0)]
-    pro = np.r_[0.0, pro[last]]
+    # The curve in chunks of pixels, up to its first point past fpr_limit: memory a chunk, not 50 bytes a pixel.
+    fprs, pros = [np.zeros(1)], [np.zeros(1)]
+    normal_seen, pro_seen = 0, 0.0
+    for start in range(0, region_of.size, _CHUNK):
+        chunk, keep = region_of[start : start + _CHUNK], last[start : start + _CHUNK]
+        normal = np.cumsum(chunk == 0, dtype=np.int64) + normal_seen
+        pro_run = np.cumsum(weight[chunk]) + pro_seen
+        normal_seen, pro_seen = int(normal[-1]), float(pro_run[-1])
+        fprs.append(np.minimum(normal[keep] / n_normal, 1.0))
+        pros.append(pro_run[keep])
+        if fprs[-1].size and fprs[-1][-1] > fpr_limit:
+            break
+    fpr, pro = np.concatenate(fprs), np.concatenate(pros)
     cut = int((fpr <= fpr_limit).sum())
     x, y = fpr[:cut], pro[:cut]
     if cut < fpr.size and x[-1] < fpr_limit:

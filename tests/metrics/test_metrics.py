@@ -77,3 +77,25 @@ def test_evaluate_predictions_per_defect():
     )
     assert out["image_auroc_per_defect"] == {"crack": 1.0, "hole": 0.5}
     assert np.isnan(out["pixel_auroc"]) and out["n_pixel_images"] == 0
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_pixel_auroc_and_aupro_are_exact_in_little_memory(ties, monkeypatch):
+    """pixel ROC AUC against scikit-learn's; AUPRO the same whether its curve is built in one chunk or many."""
+    from sklearn.metrics import roc_auc_score
+
+    import indad.metrics as metrics
+
+    rng = np.random.default_rng(3)
+    masks = np.zeros((12, 40, 40), dtype=bool)
+    for i in range(0, 12, 2):
+        y, x = rng.integers(0, 30, 2)
+        masks[i, y : y + rng.integers(2, 10), x : x + rng.integers(2, 10)] = True
+    maps = (rng.random(masks.shape) + 0.5 * masks).astype(np.float32)
+    if ties:
+        maps = (np.round(maps * 20) / 20).astype(np.float32)
+    assert pixel_auroc(masks, maps) == pytest.approx(roc_auc_score(masks.ravel(), maps.ravel()), abs=1e-12)
+    whole = aupro(masks, maps)
+    assert whole == pytest.approx(brute_force_aupro(masks, maps), abs=1e-9)
+    monkeypatch.setattr(metrics, "_CHUNK", 97)
+    assert aupro(masks, maps) == pytest.approx(whole, abs=1e-12)
