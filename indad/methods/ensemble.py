@@ -135,6 +135,14 @@ def _same(name: str, value: Any, reference: Any) -> bool:
     return bool(value == reference)
 
 
+def _per_member_reason(name: str) -> str:
+    if name == "tile":
+        return "tiles are not supported in an ensemble"
+    if name == "weights":
+        return "an ensemble's members take their weights from the usual sources (cache, hub, PyPI packages)"
+    return "not an ensemble setting: set it in its members"
+
+
 def split_state(tensors: Tensors, count: int) -> list[Tensors]:
     """The ``m{i}/`` prefixed tensors of an ensemble's state, per member, prefixes removed."""
     out: list[Tensors] = [{} for _ in range(count)]
@@ -249,11 +257,7 @@ class Ensemble(AnomalyModel):
         defaults = type(self).param_defaults()
         for name in PER_MEMBER:
             if getattr(self, name) != defaults[name]:
-                raise InputError(
-                    f"ensemble: {name}={getattr(self, name)!r} is not an ensemble setting: set it in its members"
-                    if name != "tile"
-                    else f"ensemble: tile={self.tile!r}: tiles are not supported in an ensemble"
-                )
+                raise InputError(f"ensemble: {name}={getattr(self, name)!r}: {_per_member_reason(name)}")
         self.member_models = self._build_members()
         reference = self.member_models[reference_index(self.member_models)]
         for name in DERIVED:

@@ -115,6 +115,18 @@ def test_add_normal_grows_every_member_and_keeps_the_thresholds(tmp_path):
     assert alone.memory_bank is not None and torch.equal(alone.memory_bank, model.member_models[0].memory_bank)
 
 
+def test_a_region_of_interest_applies_to_the_fused_map(ensemble, tiny_root, tmp_path):
+    model = load_model(ensemble.save(tmp_path / "e.indad"))
+    mask = np.zeros((80, 80), dtype=bool)
+    mask[:, :40] = True
+    model.set_roi_mask(torch.from_numpy(mask))
+    model.module = model.scoring_module().eval()
+    pred, full = model.predict(tiny_root), ensemble.predict(tiny_root)
+    assert (pred.maps[:, :, 40:] == 0).all()
+    np.testing.assert_array_equal(pred.maps[:, :, :40], full.maps[:, :, :40])
+    np.testing.assert_array_equal(pred.scores, pred.maps.max(axis=(1, 2)))
+
+
 def test_fit_refuses_a_tensor(ensemble):
     with pytest.raises(InputError, match="not a Tensor"):
         Ensemble(members=MEMBERS, progress=False).fit(torch.zeros(2, 3, 80, 80))
@@ -137,9 +149,11 @@ def test_fit_refuses_a_tensor(ensemble):
         ({"members": [{"method": "patchcore"}, {"method": "padim", "resize": "fit"}]}, r"must share resize"),
         ({"fusion": "max"}, r"fusion must be one of mean, got 'max'"),
         ({"image_size": 128}, r"image_size=128 differs from its reference member's"),
-        ({"blur_sigma": 2.0}, r"blur_sigma=2.0 is not an ensemble setting"),
+        ({"blur_sigma": 2.0}, r"blur_sigma=2.0: not an ensemble setting: set it in its members"),
+        ({"weights": "w.pth"}, r"weights='w.pth': an ensemble's members take their weights from"),
         ({"tile": 128}, r"tiles are not supported in an ensemble"),
     ],
+    ids=lambda v: "-".join(f"{k}={v[k]}" for k in v) if isinstance(v, dict) else "",
 )
 def test_bad_settings_raise_input_errors_naming_the_value(kwargs, match):
     with pytest.raises(InputError, match=match):
@@ -174,5 +188,8 @@ def test_cli_fits_an_ensemble_from_a_config(tiny_root, tmp_path):
     result = CliRunner().invoke(cli, ["fit", "ensemble", str(tiny_root), "-o", str(out), "-c", str(config), "-q"])
     assert result.exit_code == 0, result.output
     assert [m.input_size for m in load_model(out).member_models] == [(64, 64), (48, 48)]
+    scored = CliRunner().invoke(cli, ["predict", str(out), str(tiny_root / "test" / "good"), "-o", str(tmp_path / "p")])
+    assert scored.exit_code == 0, scored.output
+    assert len(list((tmp_path / "p" / "heatmaps").rglob("*.png"))) == 2
     bad = CliRunner().invoke(cli, ["fit", "ensemble", str(tiny_root), "-o", str(out), "--image-size", "96"])
     assert bad.exit_code == 1 and "image_size=96 differs from its reference member's" in bad.output
