@@ -153,10 +153,14 @@ def default_params(method: str) -> dict[str, Any]:
     return dict(load_config(method, method)["params"])
 
 
+APP_METHODS = tuple(m for m in METHODS if m in MAIN_PARAMS)
+"""The methods the sidebar offers: not the ensemble, whose backbone and image size are per member (CLI, configs)."""
+
+
 def param_specs(method: str) -> tuple[ParamSpec, ...]:
     """The hyperparameters offered for ``method``: its own, then the shared ones."""
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    if method not in APP_METHODS:
+        raise ConfigError(f"unknown method {method!r} in the app; known: {', '.join(APP_METHODS)}")
     return MAIN_PARAMS[method] + COMMON_PARAMS
 
 

@@ -22,7 +22,6 @@ from indad.data import MVTEC_CLASSES, data_root, list_images, resolve_dataset
 from indad.data.transforms import RESIZE_MODES
 from indad.errors import InputError
 from indad.files import csv_text
-from indad.methods import METHODS
 from indad.regions import Region
 from indad.thresholds import DECISION_RULES, Decision, Thresholds
 
@@ -99,7 +98,7 @@ def sidebar() -> Settings:
         )
         test_files = sb.file_uploader("Test images (optional)", accept_multiple_files=True, key="test_files") or []
     sb.header("2. Method")
-    method = sb.selectbox("Method", list(METHODS), format_func=lambda m: METHOD_NAMES.get(m, m), key="method")
+    method = sb.selectbox("Method", list(logic.APP_METHODS), format_func=lambda m: METHOD_NAMES.get(m, m), key="method")
     backbone = sb.selectbox(
         "Backbone",
         logic.backbone_choices(),

@@ -2,6 +2,7 @@
 
 from ..errors import NotCalibratedError, NotFittedError
 from .base import AnomalyModel, Batch, ModelState, Prediction, Tensors
+from .ensemble import Ensemble
 from .padim import PaDiM
 from .patchcore import PatchCore
 from .registry import METHODS, load_model
@@ -12,6 +13,7 @@ __all__ = [
     "SPADE",
     "AnomalyModel",
     "Batch",
+    "Ensemble",
     "ModelState",
     "NotCalibratedError",
     "NotFittedError",

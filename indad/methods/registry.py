@@ -9,11 +9,12 @@ from ..export.model_file import read_header, read_tensors
 from ..progress import Progress
 from ..thresholds import Thresholds
 from .base import ROI_TENSOR, AnomalyModel, ModelState
+from .ensemble import Ensemble
 from .padim import PaDiM
 from .patchcore import PatchCore
 from .spade import SPADE
 
-METHODS: dict[str, type[AnomalyModel]] = {"patchcore": PatchCore, "padim": PaDiM, "spade": SPADE}
+METHODS: dict[str, type[AnomalyModel]] = {"patchcore": PatchCore, "padim": PaDiM, "spade": SPADE, "ensemble": Ensemble}
 
 
 def load_model(

@@ -8,10 +8,25 @@ import torch
 
 from indad.data import make_loader, scan_train
 from indad.export.graph import OnnxScorer, export_model
+from indad.methods import Ensemble
 from indad.models import SPADE, PaDiM, PatchCore
 
-# Each method's default pipeline (at 128 px to keep the exports quick), fitted on real images.
-METHODS = {"patchcore": (PatchCore, {"n_reweight": 3}), "padim": (PaDiM, {}), "spade": (SPADE, {"aligned": False})}
+# Each method's default pipeline (at 128 px to keep the exports quick), fitted on real images; the ensemble's
+# members at two sizes (PaDiM's input resized in the graph, its map resized back).
+METHODS = {
+    "patchcore": (PatchCore, {"n_reweight": 3}),
+    "padim": (PaDiM, {}),
+    "spade": (SPADE, {"aligned": False}),
+    "ensemble": (
+        Ensemble,
+        {
+            "members": [
+                {"method": "patchcore", "image_size": 128, "n_reweight": 3},
+                {"method": "padim", "image_size": 96},
+            ]
+        },
+    ),
+}
 
 
 def _real_batch(model, hazelnut) -> torch.Tensor:

@@ -40,7 +40,9 @@ def test_constructing_builds_no_backbone(name, monkeypatch):
         raise AssertionError("the constructor built the backbone")
 
     monkeypatch.setattr(base, "Backbone", refuse)
-    model = METHODS[name](image_size=64)
+    model = METHODS[name](
+        image_size=64, **({"members": [{"method": "padim", "image_size": 64}]} if name == "ensemble" else {})
+    )
     assert model._backbone is None and model.preprocess.mean == (0.5, 0.5, 0.5)
     with pytest.raises(AssertionError, match="built the backbone"):
         model.backbone  # noqa: B018 - first use builds it
