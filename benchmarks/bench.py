@@ -131,11 +131,7 @@ PREVIOUS = {
     "padim": {"backbone_runtime": "torch"},
     "spade": {"backbone_runtime": "torch", "pixel_k": 0},
 }
-PREVIOUS_FIT = {
-    "patchcore": {"fit_runtime": "torch"},
-    "padim": {"fit_runtime": "torch"},
-    "spade": {"fit_runtime": "torch"},
-}
+PREVIOUS_FIT = {"fit_runtime": "torch"}
 
 
 def run_indad(
@@ -252,11 +248,7 @@ def main() -> None:
             name = method if fraction is None else f"{method} {float(fraction):g}"
             # The method's reference scoring and fit (issue 16) are timed in its first run only.
             variants = {"default": {}, **({"previous": PREVIOUS[method]} if n_run == 0 else {})}
-            fits = (
-                {"previous": PREVIOUS_FIT[method]}
-                if n_run == 0 and not is_default(method, PREVIOUS_FIT[method])
-                else {}
-            )
+            fits = {"previous": PREVIOUS_FIT} if n_run == 0 and not is_default(method, PREVIOUS_FIT) else {}
             start = time.perf_counter()
             params = {"image_size": args.image_size, **extra}
             ours = run_indad(method, root, params, not args.overhead_only, variants, fits)

@@ -25,8 +25,12 @@ def read_ahead(items: Iterable[T], depth: int = 2) -> Iterator[T]:
 
     Decoding and resizing images (Pillow, which releases the GIL) then overlap
     with scoring the batch before. An exception raised while making an item is
-    raised here, at that item; leaving the loop early stops the thread.
+    raised here, at that item; leaving the loop early stops the thread. A
+    DataLoader with worker processes already reads ahead: its batches come as they are.
     """
+    if getattr(items, "num_workers", 0) > 0:
+        yield from items
+        return
     slots: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     end = object()

@@ -229,7 +229,7 @@ def predict_folder(
     )
     rows: list[dict] = [{} for _ in files]
     with atomic_output(out) as tmp:
-        for batch in track(read_ahead(loader) if num_workers == 0 else loader, "predict", len(loader), progress):
+        for batch in track(read_ahead(loader), "predict", len(loader), progress):
             indices = [item["index"] for item in batch]
             scored = score_inputs(scorer, [files[i] for i in indices], batch, base, tmp, decision)
             for i, row in zip(indices, scored, strict=True):

@@ -27,13 +27,15 @@ class _FaissSearch:
         self.size = 0
 
     def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.index is None:
-            raise RuntimeError("search before fit")
-        k = min(k, self.size)
-        q = np.ascontiguousarray(queries.detach().float().cpu().numpy())
-        sq, idx = self.index.search(q, k)
+        sq, idx = self._index_search(queries, k)
         dist = torch.from_numpy(np.sqrt(np.maximum(sq, 0.0))).to(queries.device)
         return dist, torch.from_numpy(idx).to(queries.device)
+
+    def _index_search(self, queries: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The index's squared distances and indices ``(Q, min(k, bank size))``."""
+        if self.index is None:
+            raise RuntimeError("search before fit")
+        return self.index.search(np.ascontiguousarray(queries.detach().float().cpu().numpy()), min(k, self.size))
 
 
 class FaissNearestNeighbors(_FaissSearch):
@@ -100,11 +102,11 @@ class HnswNearestNeighbors(_FaissSearch):
         return self
 
     def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        _, idx = super().search(queries, k)
-        found = idx.cpu().clamp_min(0)
+        _, idx = self._index_search(queries, k)  # float16 distances: recomputed below
+        missing = torch.from_numpy(idx < 0)  # fewer than k found
+        found = torch.from_numpy(idx).clamp_min(0)
         q = queries.detach().float().cpu()
-        dist = torch.linalg.vector_norm(self.bank[found] - q[:, None, :], dim=-1)
-        dist = dist.masked_fill(idx.cpu() < 0, float("inf"))  # fewer than k found
+        dist = torch.linalg.vector_norm(self.bank[found] - q[:, None, :], dim=-1).masked_fill(missing, float("inf"))
         if k > 1:
             dist, order = dist.sort(dim=1)
             found = found.gather(1, order)

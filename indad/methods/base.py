@@ -366,9 +366,8 @@ class AnomalyModel(ABC):
             return
         loader = make_loader(data, self.preprocess, split, self.images_per_batch(batch_size), self.num_workers)
         total = len(loader) if isinstance(loader, Sized) else None
-        # Without worker processes, a thread reads and preprocesses the next batches while this one is scored.
-        batches = read_ahead(loader) if getattr(loader, "num_workers", 0) == 0 else loader
-        for batch in track(batches, desc, total, self.progress):
+        # A thread (or the loader's worker processes) reads the next batches while this one is scored.
+        for batch in track(read_ahead(loader), desc, total, self.progress):
             if isinstance(batch, (list, tuple)):  # a plain (images, ...) DataLoader
                 batch = {"image": batch[0]}
             batch["image"] = batch["image"].to(self.device, non_blocking=True)

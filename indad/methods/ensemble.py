@@ -260,7 +260,7 @@ class Ensemble(AnomalyModel):
             if getattr(self, name) != defaults[name]:
                 raise InputError(f"ensemble: {name}={getattr(self, name)!r}: {_per_member_reason(name)}")
         self.member_models = self._build_members()
-        reference = self.member_models[reference_index(self.member_models)]
+        reference = self.reference
         for name in DERIVED:
             value, ref = getattr(self, name), getattr(reference, name)
             if not (_same(name, value, defaults[name]) or _same(name, value, ref)):

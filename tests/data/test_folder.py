@@ -141,3 +141,7 @@ def test_read_ahead_keeps_order_raises_at_the_failing_item_and_stops_early():
             break
     assert len(made) <= 5  # the thread made at most depth + 2 more, then stopped
     assert not any(t.name == "indad-read-ahead" for t in threading.enumerate())
+    # A loader with worker processes reads ahead already: its batches pass through, no thread.
+    loader = torch.utils.data.DataLoader(list(range(5)), batch_size=2, num_workers=1)
+    batches = read_ahead(loader)
+    assert [b.tolist() for b in batches] == [[0, 1], [2, 3], [4]]
