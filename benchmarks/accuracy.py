@@ -38,7 +38,7 @@ Stand-ins are folders of symbolic links (one per file) to the unmodified images 
 
 PatchCore variants are set through constructor parameters only. The memory bank is fitted once per
 (strides); variants that change only scoring (image_score, n_reweight, blur_sigma) set those attributes on the
-fitted model and rebuild its module (``model.module = model.build_module().eval()``) before ``evaluate``. The 3x3
+fitted model and rebuild its module (``model.rebuild()``) before ``evaluate``. The 3x3
 pooling's zero padding is not a parameter and is not varied here. anomalib's PatchCore does not run on the
 full-size MTD sets (over an hour and out of memory on this machine, 24 GB): those cells say so.
 """
@@ -236,7 +236,7 @@ def run_variants(names: list[str], root: Path, dataset: str, work: Path, rerun: 
             scoring = {k: VARIANTS[v].get(k, defaults[k]) for k in SCORING_KEYS}
             for k, val in scoring.items():
                 setattr(model, k, val)
-            model.module = model.build_module().eval()
+            model.rebuild()
             t = time.perf_counter()
             m = model.evaluate(root)
             e = entry(dataset, f"pc:{v}", m, fit_s=round(fit_s, 1), eval_s=round(time.perf_counter() - t, 1))

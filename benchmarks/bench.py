@@ -92,12 +92,11 @@ speed, modules = {}, {}
 defaults = {key: getattr(model, key) for settings in variants.values() for key in settings}
 
 
-def use(name):  # the variant's settings on the model; model.backbone sets the shared backbone's runtime
+def use(name):  # the variant's settings on the model; its module calls the shared backbone on its runtime
     for key, value in {**defaults, **variants[name]}.items():
         setattr(model, key, value)
-    assert model.backbone.runtime == model.backbone_runtime
     if name not in modules:
-        modules[name] = model.build_module().eval()
+        modules[name] = model.rebuild()
     model.module = modules[name]
 
 

@@ -22,7 +22,7 @@ import torch
 
 from indad.data import AnomalyDataset, data_root, scan_train
 from indad.memory import greedy_k_center, random_projection
-from indad.models import PatchCore
+from indad.methods import PatchCore
 from tests.memory.reference import exact_grid, greedy_k_center_plain
 
 

@@ -83,7 +83,7 @@ def main() -> None:
         for n in names:
             model = models.pop((n, ds, seed))
             model.backbone_runtime = "onnxruntime"
-            model.module = model.build_module().eval()
+            model.rebuild()
             result = model.evaluate(root / ds)
             ref_result = ref_result or result
             thr = ref_result["f1_threshold"]

@@ -92,7 +92,7 @@ def load_variant(path: Path, settings: dict[str, Any]) -> Any:
     model = load(path, device="cpu")
     for key, value in settings.items():
         setattr(model, key, value)
-    model.module = model.build_module().eval()
+    model.rebuild()
     return model
 
 

@@ -1,6 +1,6 @@
 """indad: industrial visual anomaly detection with frozen ImageNet CNN features.
 
->>> from indad.models import PatchCore
+>>> from indad.methods import PatchCore
 >>> model = PatchCore().fit("datasets/mtd", holdout=0.1)   # doctest: +SKIP
 >>> model.evaluate("datasets/mtd")["image_auroc"]          # doctest: +SKIP
 >>> model.save("mtd.indad"); model = indad.load("mtd.indad")  # doctest: +SKIP

@@ -1,4 +1,4 @@
-"""Alias of :mod:`indad.models` (the seed's README spells it ``from indad.model import ...``)."""
+"""Alias of :mod:`indad.methods` (the seed's README spells it ``from indad.model import PatchCore``)."""
 
-from .models import *  # noqa: F403
-from .models import __all__  # noqa: F401
+from .methods import *  # noqa: F403
+from .methods import __all__  # noqa: F401

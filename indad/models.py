@@ -1,5 +1,4 @@
-"""The methods by their seed-era import path: ``from indad.models import PatchCore``."""
+"""Alias of :mod:`indad.methods`, the import path of the methods (kept for code written against it)."""
 
-from .methods import METHODS, SPADE, AnomalyModel, PaDiM, PatchCore, Prediction
-
-__all__ = ["METHODS", "SPADE", "AnomalyModel", "PaDiM", "PatchCore", "Prediction"]
+from .methods import *  # noqa: F403
+from .methods import __all__  # noqa: F401

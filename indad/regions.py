@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from .errors import InputError
 from .thresholds import is_defective
 
 
@@ -47,7 +48,7 @@ def find_regions(anomaly_map: np.ndarray, threshold: float, min_area: int = 0) -
     Regions of fewer than ``min_area`` pixels are left out.
     """
     if anomaly_map.ndim != 2:
-        raise ValueError(f"an anomaly map is (H, W), got shape {anomaly_map.shape}")
+        raise InputError(f"an anomaly map is (H, W), got shape {anomaly_map.shape}")
     labels, count = ndimage.label(is_defective(anomaly_map, threshold), structure=np.ones((3, 3), dtype=bool))
     if count == 0:
         return []

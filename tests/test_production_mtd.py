@@ -14,8 +14,8 @@ import indad
 from indad.cli.main import cli
 from indad.data import scan_test, scan_train
 from indad.inference.folder import output_name
+from indad.methods import PatchCore
 from indad.metrics import image_auroc
-from indad.models import PatchCore
 from tests.conftest import MTD_TEST_IMAGES, MTD_VARIANTS, assert_pictures_show_the_map, mtd_folder
 
 # variant: (training images, every n-th test image also scored in torch, lowest image ROC AUC of the ONNX CSV).
@@ -49,7 +49,7 @@ def test_fit_save_export_and_predict_the_mtd_test_folder(request, variant, tmp_p
     # never finds a nearer patch than the exact one, so its scores are never lower.
     exact = indad.load(path)
     exact.search = "exact"
-    exact.module = exact.build_module().eval()
+    exact.rebuild()
     reference = exact.predict(sample)
     np.testing.assert_allclose(onnx_scores, reference.scores, rtol=1e-4)
     assert np.all(before.scores >= reference.scores * (1 - 1e-5))

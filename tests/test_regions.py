@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from indad.errors import InputError
 from indad.regions import find_regions
 
 
@@ -65,7 +66,7 @@ def test_min_area_and_empty_maps():
     big = find_regions(amap, 1.5, min_area=5)[0]
     assert big.bbox == (10, 10, 16, 15) and big.centroid == (12.5, 12.0)
     assert big.to_dict()["area"] == 30
-    with pytest.raises(ValueError, match="anomaly map is"):
+    with pytest.raises(InputError, match="anomaly map is"):
         find_regions(np.zeros((2, 3, 4)), 0.5)
 
 

@@ -22,9 +22,9 @@ def test_good_quantile_rule():
     assert (t.rule, t.quantile, t.n_images) == ("good_quantile", 0.9, 100)
     assert good_quantile_thresholds(scores, maps, 1.0).image == 100
     assert Thresholds.from_dict(t.to_dict()) == t
-    with pytest.raises(ValueError, match="quantile"):
+    with pytest.raises(InputError, match="quantile"):
         good_quantile_thresholds(scores, maps, 0)
-    with pytest.raises(ValueError, match="at least one"):
+    with pytest.raises(InputError, match="at least one"):
         good_quantile_thresholds(np.array([]), np.zeros((0, 2, 2)))
 
 
@@ -36,7 +36,7 @@ def test_f1_rule():
     maps = masks * 5.0 + 1.0
     t = f1_thresholds(labels, scores, masks, maps)
     assert t.image == 0.5 and t.pixel == 6.0 and t.rule == "f1_max"
-    with pytest.raises(ValueError, match="good and defective"):
+    with pytest.raises(InputError, match="good and defective"):
         f1_thresholds(np.zeros(3), scores[:3], None, None)
 
 

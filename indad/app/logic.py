@@ -142,9 +142,9 @@ def shape_summary(model) -> str:
     """How ``model`` sees an image, in words: ``"fit into 256x256, tiles of 128x128 (overlap 16)"``."""
     height, width = model.preprocess.output_size
     words = f"{model.preprocess.mode} into {width}x{height}"
-    if model.tile is not None:
-        th, tw = model.tile.size
-        words += f", tiles of {tw}x{th} (overlap {model.tile.overlap})"
+    if model.tiling is not None:
+        th, tw = model.tiling.size
+        words += f", tiles of {tw}x{th} (overlap {model.tiling.overlap})"
     return words + (", a region of interest" if model.roi_mask is not None else "")
 
 
@@ -509,7 +509,7 @@ SORTS = ("score, highest first", "score, lowest first", "name")
 def gallery_order(results: RunResults, defects: Sequence[str] | None = None, sort: str = SORTS[0]) -> list[int]:
     """Indices of the images to show: of the chosen defect types (all when None), in ``sort`` order."""
     if sort not in SORTS:
-        raise ValueError(f"unknown sort {sort!r}; choose one of {', '.join(SORTS)}")
+        raise InputError(f"unknown sort {sort!r}; choose one of {', '.join(SORTS)}")
     keep = [
         i
         for i in range(len(results.names))

@@ -154,16 +154,19 @@ class Backbone(nn.Module):
         state["_sessions"] = {}
         return state
 
-    def _uses_onnxruntime(self, x: torch.Tensor) -> bool:
-        if self.runtime != "onnxruntime" or self._session_failed or x.device.type != "cpu" or x.requires_grad:
+    def _uses_onnxruntime(self, x: torch.Tensor, runtime: str) -> bool:
+        if runtime != "onnxruntime" or self._session_failed or x.device.type != "cpu" or x.requires_grad:
             return False
         tracing = torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
         return not (tracing or torch.onnx.is_in_onnx_export())
 
     @torch.no_grad()
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Feature maps, one per requested stride, for a normalised batch ``(B, 3, H, W)``."""
-        if self._uses_onnxruntime(x):
+    def forward(self, x: torch.Tensor, runtime: str | None = None) -> list[torch.Tensor]:
+        """Feature maps, one per requested stride, for a normalised batch ``(B, 3, H, W)``.
+
+        ``runtime`` (one of :data:`RUNTIMES`) runs this call on it; None: on :attr:`runtime`.
+        """
+        if self._uses_onnxruntime(x, runtime or self.runtime):
             size = (int(x.shape[-2]), int(x.shape[-1]))
             if size not in self._sessions:
                 self._sessions[size] = self._make_session(x)

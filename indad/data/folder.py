@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import DatasetLayoutError, ImageReadError
+from ..errors import DatasetLayoutError, ImageReadError, InputError
 from .images import read_image, read_mask, to_rgb
 from .layout import Sample, is_paths, path_samples
 from .transforms import Preprocess
@@ -122,7 +122,7 @@ class _InMemoryImages(Dataset):
         if isinstance(im, np.ndarray):
             im = Image.fromarray(im)
         if not isinstance(im, Image.Image):
-            raise TypeError(f"image {index}: expected a path, PIL image or numpy array, got {type(im).__name__}")
+            raise InputError(f"image {index}: expected a path, PIL image or numpy array, got {type(im).__name__}")
         mask = torch.zeros(self.preprocess.output_size, dtype=torch.bool)
         return {
             "image": self.preprocess.image(to_rgb(im)),
@@ -154,7 +154,7 @@ def first_image_size(data) -> tuple[int, int]:
     if isinstance(data, Dataset):
         image = data[0]["image"]
         return int(image.shape[-2]), int(image.shape[-1])
-    raise TypeError(f"cannot take an image size from {type(data).__name__}: give files, images or a tensor")
+    raise InputError(f"cannot take an image size from {type(data).__name__}: give files, images or a tensor")
 
 
 def make_loader(
@@ -181,7 +181,7 @@ def make_loader(
             raise DatasetLayoutError("no images given (empty list)")
         dataset = _InMemoryImages(data, preprocess)
     else:
-        raise TypeError(f"cannot read images from {type(data).__name__}")
+        raise InputError(f"cannot read images from {type(data).__name__}")
     # An own generator: iterating a DataLoader would otherwise draw its worker seeds from torch's global one.
     return DataLoader(
         dataset,

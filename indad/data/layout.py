@@ -176,7 +176,7 @@ def train_paths(data, needed_for: str = "this") -> list[Path]:
     """The good training image files of ``data``: a dataset root in MVTec AD layout (its ``train/good``), a
     folder of images, or a list of image paths and folders. ``needed_for`` names the task in the error."""
     if not is_paths(data):
-        raise TypeError(f"{needed_for} needs a folder or a list of image paths, not {type(data).__name__}")
+        raise InputError(f"{needed_for} needs a folder or a list of image paths, not {type(data).__name__}")
     return [s.path for s in path_samples(data, "train")]
 
 

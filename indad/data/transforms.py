@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import ConfigError
+
 
 def as_size(value: int | tuple[int, int] | list[int] | None, what: str) -> tuple[int, int] | None:
     """``256`` or ``(H, W)`` as ``(H, W)``; None stays None."""
@@ -19,9 +21,9 @@ def as_size(value: int | tuple[int, int] | list[int] | None, what: str) -> tuple
     elif isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, (int, np.integer)) for v in value):
         size = (int(value[0]), int(value[1]))
     else:
-        raise ValueError(f"{what} must be an int or a pair (height, width), got {value!r}")
+        raise ConfigError(f"{what} must be an int or a pair (height, width), got {value!r}")
     if min(size) < 16:
-        raise ValueError(f"{what} must be at least 16 pixels, got {value!r}")
+        raise ConfigError(f"{what} must be at least 16 pixels, got {value!r}")
     return size
 
 
@@ -54,9 +56,9 @@ class Preprocess:
 
     def __post_init__(self) -> None:
         if self.crop is not None and (self.crop[0] > self.resize[0] or self.crop[1] > self.resize[1]):
-            raise ValueError(f"crop size {self.crop} is larger than the resize {self.resize}")
+            raise ConfigError(f"crop size {self.crop} is larger than the resize {self.resize}")
         if self.mode not in RESIZE_MODES:
-            raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {self.mode!r}")
+            raise ConfigError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {self.mode!r}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Preprocess:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..progress import Progress, progress_bar
 from .nearest import blocked_knn
 
@@ -121,9 +122,9 @@ def greedy_k_center(
     """
     total, dims = features.shape
     if not 1 <= n <= total:
-        raise ValueError(f"cannot choose {n} of {total} points")
+        raise InputError(f"cannot choose {n} of {total} points")
     if not bool(torch.isfinite(features).all()):
-        raise ValueError("coreset features contain NaN or infinite values")
+        raise InputError("coreset features contain NaN or infinite values")
     with progress_bar("coreset", n, progress, mininterval=1.0) as bar:
         if 0 < bound_dims < dims // 2:
             first = start if initial_sq_dist is None else None  # else the farthest point
@@ -285,7 +286,7 @@ class GreedyCoresetSampler:
         self, fraction: float = 0.1, projection_dim: int = 128, seed: int = 0, progress: Progress = True
     ) -> None:
         if not 0 < fraction <= 1:
-            raise ValueError(f"coreset fraction must be in (0, 1], got {fraction}")
+            raise InputError(f"coreset fraction must be in (0, 1], got {fraction}")
         self.fraction = float(fraction)
         self.projection_dim = int(projection_dim)
         self.seed = int(seed)

@@ -8,6 +8,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from ..errors import InputError, NotFittedError
+
 
 class NearestNeighbors(Protocol):
     """A strategy object: index a bank once, then answer k-nearest queries."""
@@ -34,7 +36,7 @@ class _FaissSearch:
     def _index_search(self, queries: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The index's squared distances and indices ``(Q, min(k, bank size))``."""
         if self.index is None:
-            raise RuntimeError("search before fit")
+            raise NotFittedError("search before fit")
         return self.index.search(np.ascontiguousarray(queries.detach().float().cpu().numpy()), min(k, self.size))
 
 
@@ -132,7 +134,7 @@ class HnswNearestNeighbors(_FaissSearch):
         import faiss
 
         if self.index is None:
-            raise RuntimeError("graph before fit")
+            raise NotFittedError("graph before fit")
         raw = faiss.serialize_index(self.index)
         codes = _float16_codes(self.bank.numpy())
         # faiss writes the float16 copy last: the bytes before it are the graph and the headers.
@@ -214,7 +216,7 @@ def blocked_knn(
             offset += b.shape[-2]
     found = [b for b in best if b is not None]
     if offset == 0 or len(found) < len(best):
-        raise ValueError("nearest-neighbour search in an empty bank")
+        raise InputError("nearest-neighbour search in an empty bank")
     dist = torch.cat([v for v, _ in found], -2)
     dist = (dist + (q_all * q_all).sum(-1, keepdim=True)).clamp_min(0).sqrt()
     return dist, torch.cat([i for _, i in found if i is not None], -2) if with_indices else None
@@ -256,7 +258,7 @@ class TorchNearestNeighbors:
 
     def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.bank is None:
-            raise RuntimeError("search before fit")
+            raise NotFittedError("search before fit")
         dist, idx = blocked_knn(queries.to(self.bank.device), self.bank, k, block=(None, self.chunk))
         assert idx is not None  # asked for with_indices
         return dist.to(queries.device), idx.to(queries.device)

@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sized
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -33,15 +33,17 @@ from torch import nn
 
 from ..backbones import RUNTIMES, Backbone, backbone_normalization, check_backbone_name, resolve_device
 from ..data import Preprocess, first_image_size, make_loader, read_ahead, split_holdout
+from ..data.geometry import ImageGeometry
 from ..data.tiles import TileGrid, Tiling
-from ..data.transforms import as_size
-from ..errors import InputError, NotCalibratedError, NotFittedError
-from ..metrics import evaluate_predictions
+from ..data.transforms import RESIZE_MODES, as_size
+from ..errors import InputError, NotFittedError
 from ..progress import Progress, track
-from ..regions import Region, find_regions
 from ..roi import RoiSource, roi_mask
-from ..thresholds import Thresholds, f1_thresholds, good_quantile_thresholds, is_defective
+from ..thresholds import Thresholds, good_quantile_thresholds
 from ..version import __version__
+from . import evaluation
+from .params import Rule, check_params, plain_value
+from .prediction import Prediction
 from .whole_image import WholeImageModule
 
 Batch = dict[str, Any]
@@ -65,60 +67,6 @@ class ModelState:
 
     tensors: Tensors
     meta: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Prediction:
-    """Scores of a set of images.
-
-    Attributes
-    ----------
-    scores:
-        ``(N,)`` image anomaly scores (higher is more anomalous).
-    maps:
-        ``(N, H, W)`` pixel anomaly maps at the working size (``image_size``, or its crop).
-    paths:
-        Source of each image (file path, or ``<image i>`` for in-memory images).
-    thresholds:
-        The model's thresholds, when it has them.
-    """
-
-    scores: np.ndarray
-    maps: np.ndarray
-    paths: list[str] = field(default_factory=list)
-    thresholds: Thresholds | None = None
-
-    def __len__(self) -> int:
-        return int(self.scores.shape[0])
-
-    def _required_thresholds(self) -> Thresholds:
-        if self.thresholds is None:
-            raise NotCalibratedError("the model has no thresholds: fit(..., holdout=0.1) or calibrate() first")
-        return self.thresholds
-
-    @property
-    def normalized_scores(self) -> np.ndarray:
-        """``(N,)`` scores divided by the image threshold: 1.0 at the threshold."""
-        return self.scores / self._required_thresholds().image
-
-    @property
-    def is_defective(self) -> np.ndarray:
-        """``(N,)`` bool: score at or above the image threshold."""
-        return is_defective(self.scores, self._required_thresholds().image)
-
-    @property
-    def masks(self) -> np.ndarray:
-        """``(N, H, W)`` bool: anomaly map at or above the pixel threshold."""
-        return is_defective(self.maps, self._required_thresholds().pixel)
-
-    def regions(self, min_area: int = 0) -> list[list[Region]]:
-        """Per image, its defect regions: connected parts of :attr:`masks` of at least ``min_area`` pixels.
-
-        Coordinates and areas are in pixels of the maps (the working size);
-        ``indad predict`` reports them in original-image pixels.
-        """
-        pixel = self._required_thresholds().pixel
-        return [find_regions(m, pixel, min_area) for m in self.maps]
 
 
 @dataclass(eq=False, repr=False)
@@ -186,6 +134,17 @@ class AnomalyModel(ABC):
 
     method: ClassVar[str] = ""
     default_strides: ClassVar[tuple[int, ...]] = ()
+    rules: ClassVar[dict[str, Rule]] = {
+        "resize": Rule(choices=RESIZE_MODES),
+        "blur_sigma": Rule(float, low=0),
+        "batch_size": Rule(int, low=1),
+        "fp16": Rule(bool),
+        "backbone_runtime": Rule(choices=RUNTIMES),
+        "fit_runtime": Rule(choices=RUNTIMES),
+        "num_workers": Rule(int, low=0),
+        "seed": Rule(int),
+    }
+    """The constraints of the scalar hyperparameters; each subclass adds its own (see :meth:`param_rules`)."""
 
     backbone_name: str = "tf_efficientnet_lite0"
     _: KW_ONLY
@@ -207,27 +166,13 @@ class AnomalyModel(ABC):
     progress: Progress = True
 
     def __post_init__(self) -> None:
-        if int(self.batch_size) < 1:
-            raise InputError(f"batch_size must be >= 1, got {self.batch_size}")
-        if float(self.blur_sigma) < 0:
-            raise InputError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
-        for name in ("backbone_runtime", "fit_runtime"):
-            if getattr(self, name) not in RUNTIMES:
-                raise InputError(f"{name} must be one of {', '.join(RUNTIMES)}, got {getattr(self, name)!r}")
+        check_params(self, self.param_rules())
         check_backbone_name(self.backbone_name)
-        self.strides = self.stage_strides
-        self.crop_size = as_size(self.crop_size, "crop_size")
-        self.blur_sigma = float(self.blur_sigma)
-        self.batch_size = int(self.batch_size)
         self.device = resolve_device(self.device)
-        self.fp16 = bool(self.fp16)
-        self.num_workers = int(self.num_workers)
-        self.seed = int(self.seed)
         self.progress = self.progress if callable(self.progress) else bool(self.progress)
-        self.tile = Tiling.parse(self.tile)
-        self._preprocess: Preprocess | None = None
-        self.tile_grid: TileGrid | None = None
-        self.roi_mask: torch.Tensor | None = None
+        self.tiling: Tiling | None = Tiling.parse(self.tile)
+        self.crop: tuple[int, int] | None = as_size(self.crop_size, "crop_size")
+        self.geometry: ImageGeometry | None = None
         if self.image_size != NATIVE:
             size = as_size(self.image_size, "image_size")  # type: ignore[arg-type]
             assert size is not None
@@ -237,6 +182,14 @@ class AnomalyModel(ABC):
         self.thresholds: Thresholds | None = None
         self.timings: dict[str, float] = {}
 
+    @classmethod
+    def param_rules(cls) -> dict[str, Rule]:
+        """Every scalar hyperparameter's :class:`~indad.methods.params.Rule`: the base class's, then each subclass's."""
+        rules: dict[str, Rule] = {}
+        for klass in reversed(cls.__mro__):
+            rules.update(vars(klass).get("rules", {}))
+        return rules
+
     @property
     def stage_strides(self) -> tuple[int, ...]:
         """The strides of the backbone stages used: ``strides``, or the method's default."""
@@ -244,63 +197,70 @@ class AnomalyModel(ABC):
 
     def set_working_size(self, size: tuple[int, int]) -> None:
         """Fix the working size: the preprocessing, the tiles and the region of interest follow it."""
-        self.image_size = size
-        crop, tile = (
-            cast(tuple[int, int] | None, self.crop_size),
-            cast(Tiling | None, self.tile),
-        )  # as __post_init__ left them
-        self._preprocess = Preprocess(size, crop, *backbone_normalization(self.backbone_name), self.resize)
-        self.tile_grid = None if tile is None else TileGrid(self._preprocess.output_size, tile)
+        normalization = backbone_normalization(self.backbone_name)
+        self.geometry = ImageGeometry.build(size, self.crop, normalization, self.resize, self.tiling)
         if self.roi is not None:
-            self.set_roi_mask(self._preprocess.mask(roi_mask(self.roi)))
+            self.set_roi_mask(self.geometry.preprocess.mask(roi_mask(self.roi)))
+
+    def _geometry(self) -> ImageGeometry:
+        if self.geometry is None:
+            raise NotFittedError('image_size="native" is the first training image\'s size: call fit() first')
+        return self.geometry
+
+    @property
+    def working_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the working image: ``image_size`` (after the crop), or with ``"native"`` the size fit found."""
+        return self._geometry().working_size
 
     @property
     def preprocess(self) -> Preprocess:
         """How an image becomes a network input (with ``image_size="native"``, known once :meth:`fit` has begun)."""
-        if self._preprocess is None:
-            raise NotFittedError('image_size="native" is the first training image\'s size: call fit() first')
-        return self._preprocess
+        return self._geometry().preprocess
+
+    @property
+    def tile_grid(self) -> TileGrid | None:
+        """The tiles of the working image (None untiled)."""
+        return self._geometry().tile_grid
+
+    @property
+    def roi_mask(self) -> torch.Tensor | None:
+        """The region of interest at the working size (bool, on the model's device; None: everything)."""
+        return None if self.geometry is None else self.geometry.roi_mask
 
     @property
     def input_size(self) -> tuple[int, int]:
         """``(H, W)`` of the network input: a tile's size, or the working size."""
-        return self.preprocess.output_size if self.tile_grid is None else self.tile_grid.tiling.size
+        return self._geometry().input_size
 
     @property
     def tiles_per_image(self) -> int:
         """Network inputs per image: the tiles of the working image (1 untiled)."""
-        return 1 if self.tile_grid is None else self.tile_grid.count
+        return self._geometry().tiles_per_image
 
     def images_per_batch(self, batch_size: int | None = None) -> int:
         """Images read per batch so that a forward pass sees about ``batch_size`` network inputs (at least 1 image)."""
-        return max(1, (batch_size or self.batch_size) // self.tiles_per_image)
+        return self._geometry().images_per_batch(batch_size or self.batch_size)
 
     def set_roi_mask(self, mask: torch.Tensor) -> None:
         """Set the region of interest: a bool mask of the working size (True = inspect)."""
-        if tuple(mask.shape) != self.preprocess.output_size:
-            raise InputError(f"an ROI mask must be {self.preprocess.output_size}, got {tuple(mask.shape)}")
-        if not bool(mask.any()):
-            raise InputError("the region of interest inspects nothing at the working size")
-        self.roi_mask = mask.bool().to(self.device)
+        self.geometry = self._geometry().with_roi(mask.to(self.device))
 
     @property
     def backbone(self) -> Backbone:
-        """The frozen feature extractor, built (weights loaded) on first use, running on :attr:`backbone_runtime`."""
+        """The frozen feature extractor, built (weights loaded) on first use.
+
+        Each call names its runtime: the scoring modules :attr:`backbone_runtime`,
+        :meth:`fit_features` :attr:`fit_runtime`.
+        """
         if self._backbone is None:
             self._backbone = Backbone(self.backbone_name, self.stage_strides, weights=self.weights, fp16=self.fp16).to(
                 self.device
             )
-        self._backbone.runtime = self.backbone_runtime
         return self._backbone
 
     def fit_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The backbone's feature maps of a normalised batch, its forward pass on :attr:`fit_runtime`."""
-        backbone = self.backbone
-        backbone.runtime = self.fit_runtime
-        try:
-            return backbone(images)
-        finally:
-            backbone.runtime = self.backbone_runtime
+        return self.backbone(images, self.fit_runtime)
 
     # ----------------------------------------------------------------- hyperparameters
     @classmethod
@@ -309,21 +269,15 @@ class AnomalyModel(ABC):
         return {f.name: f.default for f in dataclasses.fields(cls) if f.init and f.name != "_"}
 
     def hparams(self) -> dict[str, Any]:
-        """Every constructor parameter with its value, as plain data."""
-        out: dict[str, Any] = {}
-        for name in self.param_defaults():
-            value = getattr(self, name)
-            if isinstance(value, tuple):
-                value = list(value)
-            elif isinstance(value, (torch.device, os.PathLike)):
-                value = str(value)
-            elif isinstance(value, Tiling):
-                value = value.to_dict()
-            elif isinstance(value, np.ndarray):  # an ROI given as an array: the model file keeps the mask itself
-                value = f"<array {value.shape[0]}x{value.shape[1]}>"
-            elif name == "progress":
-                value = bool(value)  # a callback is not plain data
-            out[name] = value
+        """Every constructor parameter with its value, as plain data.
+
+        The strides are the stages used and ``image_size="native"`` once fitted is
+        the size fit found, so a model file is rebuilt the same whatever the defaults become.
+        """
+        out = {name: plain_value(getattr(self, name)) for name in self.param_defaults()}
+        out["strides"] = list(self.stage_strides)
+        if self.image_size == NATIVE and self.geometry is not None:
+            out["image_size"] = list(self.geometry.preprocess.resize)
         return out
 
     def metadata(self) -> dict[str, Any]:
@@ -404,7 +358,7 @@ class AnomalyModel(ABC):
         :class:`~indad.distributed.RayEngine`) computes the shards' parts elsewhere.
         """
         start = time.perf_counter()
-        if self._preprocess is None:  # image_size="native"
+        if self.geometry is None:  # image_size="native"
             self.set_working_size(first_image_size(data))
         calibration = None
         if holdout:
@@ -417,7 +371,7 @@ class AnomalyModel(ABC):
             else:
                 parts = engine.partial_fits(self, data)
             self.merge_states(parts)
-        self.module = self.scoring_module().eval()
+        self.rebuild()
         self.timings["fit_s"] = time.perf_counter() - start
         if calibration is not None:
             self.calibrate(calibration, quantile)
@@ -434,18 +388,7 @@ class AnomalyModel(ABC):
 
     def calibrate_f1(self, validation: Any) -> Thresholds:
         """Set F1-optimal image and pixel thresholds on a labelled validation set (a folder in MVTec AD layout)."""
-        scores, labels, masks, maps = [], [], [], []
-        for batch, s, m in self._scored_batches(
-            validation, f"{self.method}: calibrate", None, labelled_for="F1 calibration"
-        ):
-            scores.append(s)
-            labels.append(np.asarray(batch["label"]))
-            keep = np.asarray(batch["has_mask"], dtype=bool) | (np.asarray(batch["label"]) == 0)
-            masks.append(batch["mask"].numpy()[keep])
-            maps.append(m[keep])
-        self.thresholds = f1_thresholds(
-            np.concatenate(labels), np.concatenate(scores), np.concatenate(masks), np.concatenate(maps)
-        )
+        self.thresholds = evaluation.calibrate_f1(self, validation)
         return self.thresholds
 
     def add_normal(self, images: Any) -> AnomalyModel:
@@ -453,7 +396,7 @@ class AnomalyModel(ABC):
         self.require_fitted()
         with torch.inference_mode():
             self.extend_state(self.fit_batches(images, f"{self.method}: add normal"))
-        self.module = self.scoring_module().eval()
+        self.rebuild()
         return self
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -469,6 +412,22 @@ class AnomalyModel(ABC):
         if self.roi_mask is not None:
             tensors[ROI_TENSOR] = self.roi_mask
         return tensors
+
+    def rebuild(self) -> nn.Module:
+        """Build the scoring module (:meth:`scoring_module`) from the fitted state again, and return it.
+
+        The one way to refresh :attr:`module` after the state, the tiles or the region of interest changed.
+        """
+        self.module = self.scoring_module().eval()
+        return self.module
+
+    def restore(self, state: ModelState, roi_mask: torch.Tensor | None = None) -> AnomalyModel:
+        """Set the fitted state (and the region of interest's mask) from a model file's, ready to score."""
+        if roi_mask is not None:
+            self.set_roi_mask(roi_mask)
+        self.from_state(state)
+        self.rebuild()
+        return self
 
     def require_fitted(self) -> nn.Module:
         """The fitted scoring module; :class:`~indad.errors.NotFittedError` before :meth:`fit`."""
@@ -513,8 +472,8 @@ class AnomalyModel(ABC):
         """
 
     # ----------------------------------------------------------------- scoring
-    def _scored_batches(
-        self, data: Any, desc: str, batch_size: int | None, labelled_for: str | None = None
+    def scored_batches(
+        self, data: Any, desc: str, batch_size: int | None = None, labelled_for: str | None = None
     ) -> Iterator[tuple[Batch, np.ndarray, np.ndarray]]:
         """Each batch of ``data`` (test split) with its image scores ``(B,)`` and anomaly maps ``(B, H, W)``.
 
@@ -547,52 +506,15 @@ class AnomalyModel(ABC):
         AD layout is read from its ``test`` split.
         """
         scores, maps, paths = [], [], []
-        for batch, s, m in self._scored_batches(images, f"{self.method}: predict", batch_size):
+        for batch, s, m in self.scored_batches(images, f"{self.method}: predict", batch_size):
             scores.append(s)
             maps.append(m)
             paths += list(batch.get("path", []))
         return Prediction(np.concatenate(scores), np.concatenate(maps), paths, self.thresholds)
 
     def evaluate(self, data: Any, batch_size: int | None = None, keep_maps: bool = False) -> dict[str, Any]:
-        """Metrics on a labelled test set (a dataset folder in MVTec AD layout, or its test dataset).
-
-        Returns a dict with ``image_auroc``, ``pixel_auroc``, ``aupro``, ``f1_max``,
-        ``f1_threshold``, per-defect image ROC AUC, counts, and the per-image
-        ``scores``, ``labels``, ``defects`` and ``paths``; with ``keep_maps`` also
-        ``maps``, the ``(N, H, W)`` anomaly maps.
-        """
-        scores, labels, defects, paths = [], [], [], []
-        masks, maps, all_maps = [], [], []
-        start = time.perf_counter()
-        for batch, s, m in self._scored_batches(data, f"{self.method}: evaluate", batch_size, labelled_for="evaluate"):
-            scores.append(s)
-            labels.append(np.asarray(batch["label"]))
-            defects += [d or "good" for d in batch["defect"]]
-            paths += list(batch["path"])
-            if keep_maps:
-                all_maps.append(m)
-            keep = np.asarray(batch["has_mask"], dtype=bool)
-            if keep.any():
-                masks.append(batch["mask"].numpy()[keep])
-                maps.append(m[keep])
-        elapsed = time.perf_counter() - start
-        scores_arr, labels_arr = np.concatenate(scores), np.concatenate(labels)
-        result = evaluate_predictions(
-            labels_arr,
-            scores_arr,
-            np.concatenate(masks) if masks else None,
-            np.concatenate(maps) if maps else None,
-            defects,
-        )
-        result["predict_s"] = elapsed
-        result["predict_ms_per_image"] = 1000.0 * elapsed / max(1, len(scores_arr))
-        result["scores"] = scores_arr.tolist()
-        result["labels"] = labels_arr.tolist()
-        result["defects"] = defects
-        result["paths"] = paths
-        if keep_maps:
-            result["maps"] = np.concatenate(all_maps)
-        return result
+        """Metrics on a labelled test set; see :func:`indad.methods.evaluation.evaluate`."""
+        return evaluation.evaluate(self, data, batch_size, keep_maps)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())

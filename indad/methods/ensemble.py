@@ -41,6 +41,7 @@ from ..backbones import Backbone
 from ..data.transforms import as_size
 from ..errors import InputError, ModelFileError
 from .base import NATIVE, RUNTIME_PARAMS, AnomalyModel, Batch, ModelState, Tensors
+from .registry import METHODS, check_fingerprint, register
 
 DEFAULT_MEMBERS: tuple[dict[str, Any], ...] = (
     {"method": "patchcore", "image_size": 256},
@@ -59,12 +60,6 @@ def _prefix(i: int) -> str:
     return f"m{i}/"
 
 
-def _registry() -> dict[str, type[AnomalyModel]]:
-    from .registry import METHODS  # the registry imports this module
-
-    return METHODS
-
-
 def build_member(i: int, spec: Any, seed: int, runtime: dict[str, Any]) -> AnomalyModel:
     """Member ``i`` of an ensemble from its spec ``{"method": name, **params}``.
 
@@ -77,13 +72,12 @@ def build_member(i: int, spec: Any, seed: int, runtime: dict[str, Any]) -> Anoma
         raise InputError(f"{where} must be a mapping with a 'method' key, got {spec!r}")
     params = dict(spec)
     name = params.pop("method")
-    methods = _registry()
     if name == Ensemble.method:
         raise InputError(f"{where}: an ensemble cannot be a member of an ensemble")
-    if name not in methods:
-        known = ", ".join(m for m in methods if m != Ensemble.method)
+    if name not in METHODS:
+        known = ", ".join(m for m in METHODS if m != Ensemble.method)
         raise InputError(f"{where}: unknown method {name!r} (known: {known})")
-    cls = methods[name]
+    cls = METHODS[name]
     defaults = cls.param_defaults()
     unknown = [k for k in params if k not in defaults]
     if unknown:
@@ -214,6 +208,7 @@ class EnsembleModule(nn.Module):
         return total_scores / n, total_maps / n
 
 
+@register
 @dataclass(eq=False, repr=False, kw_only=True)
 class Ensemble(AnomalyModel):
     """Several methods (members) fitted on the same images; image scores and anomaly maps averaged.
@@ -262,7 +257,8 @@ class Ensemble(AnomalyModel):
         self.member_models = self._build_members()
         reference = self.reference
         for name in DERIVED:
-            value, ref = getattr(self, name), getattr(reference, name)
+            value = getattr(self, name)
+            ref = reference.stage_strides if name == "strides" else getattr(reference, name)
             if not (_same(name, value, defaults[name]) or _same(name, value, ref)):
                 raise InputError(
                     f"ensemble: {name}={value!r} differs from its reference member's ({ref!r}): "
@@ -339,13 +335,14 @@ class Ensemble(AnomalyModel):
         per_part = [split_state(p, count) for p in parts]
         for i, member in enumerate(self.member_models):
             member.merge_states([p[i] for p in per_part])
+            member.rebuild()  # the ensemble's module reuses each member's
             self.timings.update({_prefix(i) + k: v for k, v in member.timings.items()})
-        self._set_member_modules()
 
     def extend_state(self, batches: Iterable[Batch]) -> None:
         for i, group in self._per_member(batches):
             self.member_models[i].extend_state(group)
-        self._set_member_modules()
+        for member in self.member_models:
+            member.rebuild()
 
     def to_state(self) -> ModelState:
         tensors: Tensors = {}
@@ -372,20 +369,9 @@ class Ensemble(AnomalyModel):
         for i, (member, meta) in enumerate(zip(self.member_models, metas, strict=True)):
             if meta["method"] != member.method:
                 raise ModelFileError(f"ensemble state: member {i} is {meta['method']!r}, configured {member.method!r}")
-            stored = meta["backbone"]["fingerprint"]
-            if member.backbone.fingerprint != stored:
-                raise ModelFileError(
-                    f"ensemble member {i} was fitted with {meta['backbone']['name']} weights of fingerprint {stored}, "
-                    f"but the weights found here ({member.backbone.weights_source}) have fingerprint "
-                    f"{member.backbone.fingerprint}: scores would be meaningless"
-                )
-            member.from_state(ModelState(tensors[i], meta["state"]))
-        self._set_member_modules()
-
-    def _set_member_modules(self) -> None:
-        """Each member's own scoring module (the members can then score alone; the ensemble's module reuses them)."""
-        for member in self.member_models:
-            member.module = member.scoring_module().eval()
+            check_fingerprint(member.backbone, meta["backbone"], f"ensemble member {i}")
+            # each member gets its own scoring module: it can score alone, and the ensemble's module reuses it
+            member.restore(ModelState(tensors[i], meta["state"]))
 
     def build_module(self, exportable: bool = False) -> EnsembleModule:
         modules = [

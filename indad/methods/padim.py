@@ -20,6 +20,8 @@ from ..backbones import Backbone
 from ..errors import InputError, ModelFileError, NotFittedError, ResourceError
 from .anomaly_map import AnomalyMapGenerator
 from .base import AnomalyModel, Batch, ModelState, Tensors
+from .params import Rule
+from .registry import register
 
 
 def stage_channels(channels: torch.Tensor, widths: Sequence[int]) -> list[torch.Tensor]:
@@ -167,9 +169,11 @@ class PaDiMModule(nn.Module):
         map_generator: AnomalyMapGenerator,
         tiles: int = 1,
         blocks: int = 3,
+        runtime: str = "torch",
     ) -> None:
         super().__init__()
         self.backbone = backbone
+        self.runtime = runtime
         self.tiles = int(tiles)
         self.n_stages = len(backbone.channels)
         for i, chosen in enumerate(stage_channels(channels, backbone.channels)):
@@ -198,7 +202,9 @@ class PaDiMModule(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        emb = pyramid_embedding(self.backbone(images), [getattr(self, f"channels_{i}") for i in range(self.n_stages)])
+        emb = pyramid_embedding(
+            self.backbone(images, self.runtime), [getattr(self, f"channels_{i}") for i in range(self.n_stages)]
+        )
         b, _, h, w = emb.shape
         positions = tile_positions(emb, self.tiles)  # (B', d, P)
         # (P, B', d), contiguous: a strided batch makes bmm copy each position's rows separately (10-20x slower).
@@ -208,6 +214,7 @@ class PaDiMModule(nn.Module):
         return maps.amax(dim=(1, 2)), maps
 
 
+@register
 @dataclass(eq=False, repr=False, kw_only=True)
 class PaDiM(AnomalyModel):
     """PaDiM: a Gaussian per feature-map position, Mahalanobis distance as the anomaly score.
@@ -234,13 +241,9 @@ class PaDiM(AnomalyModel):
     d_reduced: int = 100
     epsilon: float = 0.01
 
+    rules: ClassVar[dict[str, Rule]] = {"d_reduced": Rule(int, low=0), "epsilon": Rule(float, low=0, low_open=True)}
+
     def __post_init__(self) -> None:
-        if int(self.d_reduced) < 0:
-            raise InputError(f"d_reduced must be >= 0, got {self.d_reduced}")
-        if not float(self.epsilon) > 0:
-            raise InputError(f"epsilon must be > 0, got {self.epsilon}")
-        self.d_reduced = int(self.d_reduced)
-        self.epsilon = float(self.epsilon)
         super().__post_init__()
         self._channels: torch.Tensor | None = None
         self.accumulator: GaussianAccumulator | None = None
@@ -312,4 +315,5 @@ class PaDiM(AnomalyModel):
             factor.float(),
             AnomalyMapGenerator(self.input_size, self.blur_sigma),
             self.tiles_per_image,
+            runtime=self.backbone_runtime,
         )

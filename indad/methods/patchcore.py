@@ -24,6 +24,8 @@ from ..memory import (
 )
 from .anomaly_map import AnomalyMapGenerator
 from .base import AnomalyModel, Batch, ModelState, Tensors
+from .params import Rule
+from .registry import register
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +48,11 @@ def patch_embedding(features: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(out, dim=1)
 
 
-def patch_queries(backbone: Backbone, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Patch features ``(B, h * w, D)`` of a normalised batch, and the patch grid size ``(h, w)``."""
-    emb = patch_embedding(backbone(images))
+def patch_queries(
+    backbone: Backbone, images: torch.Tensor, runtime: str | None = None
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Patch features ``(B, h * w, D)`` of a normalised batch (the backbone on ``runtime``), and the grid ``(h, w)``."""
+    emb = patch_embedding(backbone(images, runtime))
     b, d, h, w = emb.shape
     return emb.permute(0, 2, 3, 1).reshape(b, h * w, d), (h, w)
 
@@ -113,9 +117,11 @@ class PatchCoreModule(nn.Module):
         map_generator: AnomalyMapGenerator,
         n_reweight: int = 0,
         image_score: str = "max_map",
+        runtime: str = "torch",
     ) -> None:
         super().__init__()
         self.backbone = backbone
+        self.runtime = runtime
         self.register_buffer("memory_bank", memory_bank)
         self.searcher = searcher.fit(memory_bank)
         self.map_generator = map_generator
@@ -124,7 +130,7 @@ class PatchCoreModule(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        queries, (h, w) = patch_queries(self.backbone, images)
+        queries, (h, w) = patch_queries(self.backbone, images, self.runtime)
         b, _, d = queries.shape
         dist, idx = self.searcher.search(queries.reshape(-1, d), 1)
         dist, idx = dist.view(b, h * w), idx.view(b, h * w)
@@ -134,6 +140,7 @@ class PatchCoreModule(nn.Module):
         return weights * base, maps
 
 
+@register
 @dataclass(eq=False, repr=False, kw_only=True)
 class PatchCore(AnomalyModel):
     """PatchCore: nearest-neighbour distance of locally aware patch features to a coreset memory bank.
@@ -199,24 +206,17 @@ class PatchCore(AnomalyModel):
     search: str = "hnsw"
     ef_search: int = 16
 
+    rules: ClassVar[dict[str, Rule]] = {
+        "f_coreset": Rule(float, low=0, high=1, low_open=True),
+        "coreset_subsample": Rule(float, low=0, high=1, low_open=True),
+        "projection_dim": Rule(int, low=0),
+        "n_reweight": Rule(int, low=0),
+        "image_score": Rule(choices=IMAGE_SCORES),
+        "search": Rule(choices=SEARCHES),
+        "ef_search": Rule(int, low=1),
+    }
+
     def __post_init__(self) -> None:
-        if not 0 < float(self.f_coreset) <= 1:
-            raise InputError(f"f_coreset must be in (0, 1], got {self.f_coreset}")
-        if not 0 < float(self.coreset_subsample) <= 1:
-            raise InputError(f"coreset_subsample must be in (0, 1], got {self.coreset_subsample}")
-        self.coreset_subsample = float(self.coreset_subsample)
-        if int(self.n_reweight) < 0:
-            raise InputError(f"n_reweight must be >= 0, got {self.n_reweight}")
-        if self.image_score not in IMAGE_SCORES:
-            raise InputError(f"image_score must be one of {', '.join(IMAGE_SCORES)}, got {self.image_score!r}")
-        if self.search not in SEARCHES:
-            raise InputError(f"search must be one of {', '.join(SEARCHES)}, got {self.search!r}")
-        if int(self.ef_search) < 1:
-            raise InputError(f"ef_search must be >= 1, got {self.ef_search}")
-        self.ef_search = int(self.ef_search)
-        self.f_coreset = float(self.f_coreset)
-        self.projection_dim = int(self.projection_dim)
-        self.n_reweight = int(self.n_reweight)
         super().__post_init__()
         self.memory_bank: torch.Tensor | None = None
         self._graph: torch.Tensor | None = None  # the HNSW graph of the bank, once built or loaded
@@ -232,7 +232,7 @@ class PatchCore(AnomalyModel):
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Patch features ``(B * h * w, D)`` of a normalised batch."""
-        queries, _ = patch_queries(self.backbone, images)
+        queries, _ = patch_queries(self.backbone, images, self.backbone_runtime)
         return queries.reshape(-1, queries.shape[-1])
 
     def _fit_embed(self, images: torch.Tensor) -> torch.Tensor:
@@ -310,6 +310,7 @@ class PatchCore(AnomalyModel):
             AnomalyMapGenerator(self.input_size, self.blur_sigma),
             self.n_reweight,
             self.image_score,
+            self.backbone_runtime,
         )
         if isinstance(searcher, HnswNearestNeighbors) and not searcher.from_graph:
             self._graph = torch.from_numpy(searcher.graph())

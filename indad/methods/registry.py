@@ -1,20 +1,54 @@
-"""The methods by name, and fitted models rebuilt from model files."""
+"""The methods by name, filled by :func:`register`, and fitted models rebuilt from model files.
+
+This module imports no method: each method module registers its class when it
+is imported (:mod:`indad.methods` imports them all), so a method built from
+others (the ensemble) looks them up here without an import cycle.
+"""
 
 from __future__ import annotations
 
 import os
+from typing import Any, TypeVar
 
-from ..errors import ModelFileError
+from ..backbones import Backbone
+from ..errors import ConfigError, ModelFileError
 from ..export.model_file import read_header, read_tensors
 from ..progress import Progress
 from ..thresholds import Thresholds
 from .base import ROI_TENSOR, AnomalyModel, ModelState
-from .ensemble import Ensemble
-from .padim import PaDiM
-from .patchcore import PatchCore
-from .spade import SPADE
 
-METHODS: dict[str, type[AnomalyModel]] = {"patchcore": PatchCore, "padim": PaDiM, "spade": SPADE, "ensemble": Ensemble}
+METHODS: dict[str, type[AnomalyModel]] = {}
+"""Every registered method class by its name (``PatchCore.method == "patchcore"``)."""
+
+M = TypeVar("M", bound=type[AnomalyModel])
+
+
+def register(cls: M) -> M:
+    """Class decorator: make a method known by its :attr:`~indad.methods.AnomalyModel.method` name."""
+    name = cls.method
+    if not name:
+        raise TypeError(f"{cls.__name__} has no method name to register under")
+    if METHODS.get(name, cls) is not cls:
+        raise TypeError(f"method name {name!r} is taken by {METHODS[name].__name__}")
+    METHODS[name] = cls
+    return cls
+
+
+def method_class(name: Any, where: str = "method") -> type[AnomalyModel]:
+    """The registered class of method ``name``; :class:`~indad.errors.ConfigError` naming the known ones."""
+    if name not in METHODS:
+        raise ConfigError(f"{where}: unknown method {name!r} (known: {', '.join(METHODS)})")
+    return METHODS[name]
+
+
+def check_fingerprint(backbone: Backbone, stored: dict[str, Any], what: str) -> None:
+    """Refuse a backbone whose weights differ from those ``what`` was fitted with (``stored``: its header entry)."""
+    if backbone.fingerprint != stored["fingerprint"]:
+        raise ModelFileError(
+            f"{what} was fitted with {stored['name']} weights of fingerprint {stored['fingerprint']} "
+            f"(from {stored.get('weights_source', 'unknown')}), but the weights found here ({backbone.weights_source}) "
+            f"have fingerprint {backbone.fingerprint}: scores would be meaningless. Pass the original weights."
+        )
 
 
 def load_model(
@@ -34,17 +68,9 @@ def load_model(
     hparams = {**header["hparams"], "roi": None}
     model = METHODS[method](**hparams, device=device, weights=weights, progress=progress)
     model.roi = header["hparams"].get("roi")
-    stored = header["backbone"]
-    if model.backbone.fingerprint != stored["fingerprint"]:
-        raise ModelFileError(
-            f"{path} was fitted with {stored['name']} weights of fingerprint {stored['fingerprint']} "
-            f"(from {stored['weights_source']}), but the weights found here ({model.backbone.weights_source}) have "
-            f"fingerprint {model.backbone.fingerprint}: scores would be meaningless. Pass the original weights."
-        )
+    check_fingerprint(model.backbone, header["backbone"], str(path))
     tensors = read_tensors(path, model.device)
-    if ROI_TENSOR in tensors:
-        model.set_roi_mask(tensors.pop(ROI_TENSOR))
-    model.from_state(ModelState(tensors, header["state"]))
+    roi = tensors.pop(ROI_TENSOR, None)
+    model.restore(ModelState(tensors, header["state"]), roi_mask=roi)
     model.thresholds = None if header["thresholds"] is None else Thresholds.from_dict(header["thresholds"])
-    model.module = model.scoring_module().eval()
     return model

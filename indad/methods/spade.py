@@ -15,6 +15,8 @@ from ..errors import InputError, NotFittedError
 from ..memory import NearestNeighbors, TorchNearestNeighbors, blocked_knn, default_searcher
 from .anomaly_map import AnomalyMapGenerator
 from .base import AnomalyModel, Batch, ModelState, Tensors
+from .params import Rule
+from .registry import register
 
 
 def pooled_feature(feature: torch.Tensor) -> torch.Tensor:
@@ -111,9 +113,11 @@ class SPADEModule(nn.Module):
         searcher: NearestNeighbors | None = None,
         block: tuple[int, int] | None = None,
         pixel_k: int = 0,
+        runtime: str = "torch",
     ) -> None:
         super().__init__()
         self.backbone = backbone
+        self.runtime = runtime
         self.register_buffer("pooled", pooled)
         for s, bank in enumerate(pyramids):
             self.register_buffer(f"pyramid_{s}", bank)
@@ -131,7 +135,7 @@ class SPADEModule(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.score_features(self.backbone(images))
+        return self.score_features(self.backbone(images, self.runtime))
 
     def score_features(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores and maps from backbone features (the pyramid stages, then the pooled stage)."""
@@ -145,6 +149,7 @@ class SPADEModule(nn.Module):
         return dist.mean(dim=1), torch.stack(stage_maps).mean(dim=0)
 
 
+@register
 @dataclass(eq=False, repr=False, kw_only=True)
 class SPADE(AnomalyModel):
     """SPADE: kNN on pooled image features, then pixel matching against the nearest images' feature pyramids.
@@ -181,14 +186,15 @@ class SPADE(AnomalyModel):
     half_precision_gallery: bool = True
     pixel_k: int = 3
 
+    rules: ClassVar[dict[str, Rule]] = {
+        "k": Rule(int, low=1),
+        "kappa": Rule(int, low=1),
+        "pixel_k": Rule(int, low=0),
+        "aligned": Rule(bool),
+        "half_precision_gallery": Rule(bool),
+    }
+
     def __post_init__(self) -> None:
-        if int(self.k) < 1 or int(self.kappa) < 1:
-            raise InputError(f"k and kappa must be >= 1, got k={self.k}, kappa={self.kappa}")
-        if int(self.pixel_k) < 0:
-            raise InputError(f"pixel_k must be >= 0, got {self.pixel_k}")
-        self.k, self.kappa, self.pixel_k = int(self.k), int(self.kappa), int(self.pixel_k)
-        self.aligned = bool(self.aligned)
-        self.half_precision_gallery = bool(self.half_precision_gallery)
         super().__post_init__()
         if len(self.stage_strides) < 2:
             raise InputError(
@@ -256,4 +262,5 @@ class SPADE(AnomalyModel):
             TorchNearestNeighbors() if exportable else None,
             (1024, 4096) if exportable else None,
             self.pixel_k,
+            self.backbone_runtime,
         )

@@ -9,6 +9,8 @@ import numpy as np
 from scipy import ndimage
 from sklearn.metrics import precision_recall_curve, roc_auc_score
 
+from ..errors import InputError
+
 log = logging.getLogger(__name__)
 
 
@@ -86,7 +88,7 @@ def aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = 0.3) -> float:
     masks = np.asarray(masks).astype(bool)
     maps = np.asarray(maps)
     if masks.shape != maps.shape:
-        raise ValueError(f"masks {masks.shape} and maps {maps.shape} differ in shape")
+        raise InputError(f"masks {masks.shape} and maps {maps.shape} differ in shape")
     regions, n_regions = _regions(masks)
     n_normal = int((~masks).sum())
     if n_regions == 0 or n_normal == 0:

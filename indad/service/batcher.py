@@ -11,6 +11,8 @@ from concurrent.futures import Future
 import numpy as np
 import torch
 
+from ..errors import InputError, StateError
+
 # A scorer's call: normalised images (B, 3, H, W) -> (scores (B,), maps (B, H, W)).
 ScoreFn = Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray]]
 _STOP = object()
@@ -34,7 +36,7 @@ class MicroBatcher:
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         if max_batch < 1 or max_wait_s < 0:
-            raise ValueError(f"max_batch must be >= 1 and max_wait_s >= 0, got {max_batch}, {max_wait_s}")
+            raise InputError(f"max_batch must be >= 1 and max_wait_s >= 0, got {max_batch}, {max_wait_s}")
         self.score, self.max_batch, self.max_wait_s, self.on_batch = score, max_batch, max_wait_s, on_batch
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -60,7 +62,7 @@ class MicroBatcher:
     def submit(self, image: torch.Tensor) -> Future:
         """A future of ``(score, map)`` for one normalised image ``(3, H, W)``."""
         if self._thread is None:
-            raise RuntimeError("the batcher is not running: call start() first")
+            raise StateError("the batcher is not running: call start() first")
         future: Future = Future()
         self._queue.put((image, future))
         return future

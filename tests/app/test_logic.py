@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from indad.app import logic
+from indad.errors import InputError
 from indad.files import csv_text
 from indad.progress import ProgressEvent
 from indad.thresholds import Thresholds
@@ -124,7 +125,7 @@ def test_gallery_filters_by_defect_and_sorts():
     assert logic.gallery_order(r, sort="score, lowest first") == [0, 3, 2, 1]
     assert logic.gallery_order(r, ["crack", "cut"], "name") == [1, 2]
     assert logic.gallery_order(r, []) == []
-    with pytest.raises(ValueError, match="unknown sort"):
+    with pytest.raises(InputError, match="unknown sort"):
         logic.gallery_order(r, sort="random")
 
 

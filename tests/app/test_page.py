@@ -236,7 +236,7 @@ def test_tiles_fit_and_roi_reach_the_model_and_regions_decide(tmp_path, restore_
 
     run = at.session_state["run"]
     model, results = run.model, run.results
-    assert model.preprocess.mode == "fit" and model.tile.size == (32, 32) and model.tile.overlap == 8
+    assert model.preprocess.mode == "fit" and model.tiling.size == (32, 32) and model.tiling.overlap == 8
     assert model.tile_grid.count == 9  # 3 x 3 tiles of 32 px, 8 px shared, over 64 px
     assert model.roi_mask[:, :32].any() and not model.roi_mask[:, 32:].any()
     assert results.maps.shape[1:] == (64, 64) and not results.maps[:, :, 32:].any()  # nothing scores outside

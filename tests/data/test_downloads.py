@@ -53,7 +53,7 @@ def test_failed_download_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(DownloadError, match="absent.tar.xz"):
         MVTecAD("bottle", tmp_path / "data", progress=False)
     assert list((tmp_path / "data").iterdir()) == []
-    with pytest.raises(ValueError, match="unknown MVTec AD class 'bottel'"):
+    with pytest.raises(DatasetNotFoundError, match="unknown MVTec AD class 'bottel'"):
         MVTecAD("bottel", tmp_path / "data")
 
 
@@ -131,7 +131,7 @@ def test_resolve_dataset_errors_list_what_exists(tmp_path):
     make_layout(tmp_path / "root" / "parts")
     assert resolve_dataset("parts", tmp_path / "root") == tmp_path / "root" / "parts"
     assert resolve_dataset(str(tmp_path / "root" / "parts")) == tmp_path / "root" / "parts"
-    with pytest.raises(Exception, match="datasets under .*: parts"):
+    with pytest.raises(DatasetNotFoundError, match="datasets under .*: parts"):
         resolve_dataset("nuts", tmp_path / "root")
 
 

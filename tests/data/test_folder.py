@@ -15,6 +15,7 @@ from indad.data import (
     scan_test,
     scan_train,
 )
+from indad.errors import ConfigError
 from tests.conftest import make_layout, save_image
 
 PRE = Preprocess((32, 32), None, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -88,7 +89,7 @@ def test_centre_crop_applies_to_images_and_masks(tmp_path):
     mask = np.zeros((40, 40), dtype=bool)
     mask[20:, :] = True
     assert pre.mask(mask).sum() == 12 * 24
-    with pytest.raises(ValueError, match="larger than the resize"):
+    with pytest.raises(ConfigError, match="larger than the resize"):
         Preprocess((32, 32), (40, 40), (0, 0, 0), (1, 1, 1))
 
 

@@ -3,6 +3,7 @@
 import pytest
 
 from indad.data import DatasetLayoutError, dataset_folders, is_dataset_root, split_holdout, train_paths
+from indad.errors import InputError
 from tests.conftest import make_layout
 
 
@@ -30,7 +31,7 @@ def test_training_images_of_every_input_form(tmp_path):
     test_only = make_layout(tmp_path / "test_only", n_train=0)
     with pytest.raises(DatasetLayoutError, match="folder not found"):
         train_paths(test_only)  # a dataset without train/good: its test images (defects too) do not train
-    with pytest.raises(TypeError, match="a holdout split"):
+    with pytest.raises(InputError, match="a holdout split"):
         split_holdout([], 0.5)
     kept, held = split_holdout(root, 0.34, seed=1)
     assert len(kept) == 2 and len(held) == 1 and sorted(kept + held) == good

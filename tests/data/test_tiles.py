@@ -27,7 +27,7 @@ def test_tile_errors_name_the_value():
         Tiling.parse({"size": 32, "overlap": 32})
     with pytest.raises(InputError, match="tile must be"):
         Tiling.parse({"size": 32, "stride": 8})
-    with pytest.raises(ValueError, match="tile"):
+    with pytest.raises(InputError, match="tile"):
         Tiling.parse("big")
     assert Tiling.parse(32) == Tiling((32, 32), 0)
     assert Tiling.parse({"size": [16, 24], "overlap": 4}) == Tiling((16, 24), 4)

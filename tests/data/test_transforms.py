@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from indad.data import Preprocess
+from indad.errors import ConfigError
 from indad.inference import map_to_original
 
 FIT = Preprocess((40, 60), None, (0.5,) * 3, (0.5,) * 3, "fit")
@@ -44,6 +45,6 @@ def test_maps_come_back_onto_the_original_without_the_bars():
 
 
 def test_unknown_resize_mode_is_refused():
-    with pytest.raises(ValueError, match="stretch, fit"):
+    with pytest.raises(ConfigError, match="stretch, fit"):
         Preprocess((40, 60), None, (0.5,) * 3, (0.5,) * 3, "squash")
     assert Preprocess.from_dict(FIT.to_dict()) == FIT

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from indad.data import make_loader, scan_train
+from indad.errors import InputError
 from indad.export.graph import OnnxScorer, export_model
-from indad.methods import Ensemble
-from indad.models import SPADE, PaDiM, PatchCore
+from indad.methods import SPADE, Ensemble, PaDiM, PatchCore
 
 # Each method's default pipeline (at 128 px to keep the exports quick), fitted on real images; the ensemble's
 # members at two sizes (PaDiM's input resized in the graph, its map resized back).
@@ -55,7 +55,7 @@ def test_onnx_and_torchscript_match_torch_on_real_images(method, hazelnut, tmp_p
 
 
 def test_unknown_format(tiny_model, tmp_path):
-    with pytest.raises(ValueError, match="unknown export format 'tflite'"):
+    with pytest.raises(InputError, match="unknown export format 'tflite'"):
         export_model(tiny_model, tmp_path / "m.x", "tflite")
     assert list(tmp_path.iterdir()) == []
 

@@ -8,8 +8,7 @@ from safetensors.torch import save_file
 
 import indad
 from indad.export import ModelFileError, read_header
-from indad.methods import NotFittedError
-from indad.models import PaDiM
+from indad.methods import NotFittedError, PaDiM
 
 
 def test_round_trip_is_bit_identical(tiny_model, tiny_root, tmp_path):

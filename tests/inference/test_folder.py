@@ -180,8 +180,8 @@ def test_cli_tiles_region_of_interest_and_the_region_decision(hazelnut, tmp_path
     r = run(cli, ["fit", "padim", str(hazelnut), "-o", str(model), "-q", "--holdout", "0.2", *shape])
     assert r.exit_code == 0, r.output
     fitted = indad.load(model)
-    assert fitted.image_size == (96, 128) and fitted.preprocess.mode == "fit" and fitted.tiles_per_image == 6
-    assert fitted.tile.to_dict() == {"size": [64, 64], "overlap": 16}
+    assert fitted.working_size == (96, 128) and fitted.preprocess.mode == "fit" and fitted.tiles_per_image == 6
+    assert fitted.tiling.to_dict() == {"size": [64, 64], "overlap": 16}
     assert fitted.roi_mask is not None and not bool(fitted.roi_mask[:, :16].any())  # the letterbox bars: outside
     test = hazelnut / "test"
     decisions = {}

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from indad.errors import InputError
 from indad.memory import GreedyCoresetSampler, greedy_k_center, random_projection, take_rows
 from tests.memory.reference import exact_grid, greedy_k_center_plain
 
@@ -53,7 +54,7 @@ def test_pruned_equals_plain_on_the_exact_grid(seed):
 def test_pruned_equals_plain_on_real_features(mtd):
     """Patch features of MTD tiles, as the sampler sees them: every index the same."""
     from indad.data import AnomalyDataset, scan_train
-    from indad.models import PatchCore
+    from indad.methods import PatchCore
 
     model = PatchCore(image_size=128, progress=False)
     loader = torch.utils.data.DataLoader(AnomalyDataset(scan_train(mtd)[:24], model.preprocess), batch_size=8)
@@ -115,7 +116,7 @@ def test_duplicates_are_never_chosen_twice():
 def test_non_finite_features_are_refused():
     x = torch.randn(100, 8)
     x[17, 3] = float("nan")
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(InputError, match="NaN"):
         greedy_k_center(x, 10)
 
 
@@ -139,7 +140,7 @@ def test_sampler_fraction_and_seed():
     assert a.shape == (100,) and torch.equal(a, b) and a.unique().numel() == 100
     assert GreedyCoresetSampler(1.0).select(x).shape == (1000,)
     assert GreedyCoresetSampler(1.0).select(x).tolist() == list(range(1000))  # every point, in order
-    with pytest.raises(ValueError, match="fraction"):
+    with pytest.raises(InputError, match="fraction"):
         GreedyCoresetSampler(0.0)
 
 

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from indad.errors import InputError
 from indad.memory import FaissNearestNeighbors, TorchNearestNeighbors, blocked_knn
 
 
@@ -38,7 +39,7 @@ def test_blocked_knn_matches_brute_force(k, block):
     ref_d, ref_i = torch.cdist(queries.double(), bank.half().double()).topk(k, dim=-1, largest=False)
     assert torch.equal(i, ref_i) and torch.allclose(d.double(), ref_d, rtol=1e-4, atol=1e-4)
     assert blocked_knn(queries[0], bank[0], 99)[0].shape == (30, 50)
-    with pytest.raises(ValueError, match="empty bank"):
+    with pytest.raises(InputError, match="empty bank"):
         blocked_knn(queries, [], 1)
 
 

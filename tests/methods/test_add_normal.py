@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from indad.data import AnomalyDataset, make_loader, scan_test, scan_train
-from indad.models import SPADE, PaDiM, PatchCore
+from indad.methods import SPADE, PaDiM, PatchCore
 from tests.conftest import MTD_VARIANTS, make_layout, mtd_folder
 from tests.memory.reference import coverage_radius
 

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
+from indad.errors import InputError
 from indad.methods.anomaly_map import AnomalyMapGenerator, upsample_matrix
 
 
@@ -34,5 +35,5 @@ def test_upsample_matrix_is_torch_linear_interpolation():
 
 
 def test_bad_sigma():
-    with pytest.raises(ValueError, match="sigma"):
+    with pytest.raises(InputError, match="sigma"):
         AnomalyMapGenerator((8, 8), -1.0)

@@ -30,7 +30,7 @@ def ensemble(tiny_root) -> Ensemble:
 
 
 def test_works_at_the_largest_members_size(ensemble, tiny_root):
-    assert ensemble.input_size == (80, 80) and ensemble.image_size == (80, 80)
+    assert ensemble.input_size == (80, 80) and ensemble.working_size == (80, 80)
     assert ensemble.backbone is ensemble.member_models[1].backbone
     pred = ensemble.predict(tiny_root)
     assert pred.maps.shape == (len(pred), 80, 80) and ensemble.thresholds is not None
@@ -85,14 +85,14 @@ def test_state_round_trip_through_the_protocol(ensemble, tiny_root):
     assert [m["method"] for m in state.meta["members"]] == ["patchcore", "padim"]
     twin = Ensemble(**ensemble.hparams())
     twin.from_state(ModelState(dict(state.tensors), dict(state.meta)))
-    twin.module = twin.build_module().eval()
+    twin.rebuild()
     np.testing.assert_array_equal(twin.predict(tiny_root).scores, ensemble.predict(tiny_root).scores)
 
 
 def test_one_shard_fit_is_partial_then_merge(ensemble, tiny_root):
     model = Ensemble(**ensemble.hparams())
     model.merge_states([model.partial_fit_state(model.fit_batches(tiny_root, ""), 1)])
-    model.module = model.build_module().eval()
+    model.rebuild()
     again = Ensemble(**ensemble.hparams()).fit(tiny_root)
     np.testing.assert_array_equal(model.predict(tiny_root).scores, again.predict(tiny_root).scores)
 
@@ -120,7 +120,7 @@ def test_a_region_of_interest_applies_to_the_fused_map(ensemble, tiny_root, tmp_
     mask = np.zeros((80, 80), dtype=bool)
     mask[:, :40] = True
     model.set_roi_mask(torch.from_numpy(mask))
-    model.module = model.scoring_module().eval()
+    model.rebuild()
     pred, full = model.predict(tiny_root), ensemble.predict(tiny_root)
     assert (pred.maps[:, :, 40:] == 0).all()
     np.testing.assert_array_equal(pred.maps[:, :, :40], full.maps[:, :, :40])

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from indad.errors import InputError
 from indad.methods.anomaly_map import AnomalyMapGenerator
 from indad.methods.padim import (
     GaussianAccumulator,
@@ -103,11 +104,11 @@ def test_batch_size_never_changes_a_score(fitted):
 
 def test_parameters_are_checked():
     too_many = PaDiM(d_reduced=10_000, image_size=64, progress=False)  # the channel count needs the backbone: fit
-    with pytest.raises(ValueError, match="d_reduced=10000 exceeds the 176 channels"):
+    with pytest.raises(InputError, match="d_reduced=10000 exceeds the 176 channels"):
         too_many.fit([np.zeros((64, 64, 3), np.uint8)] * 2)
-    with pytest.raises(ValueError, match="d_reduced"):
+    with pytest.raises(InputError, match="d_reduced must be >= 0"):
         PaDiM(d_reduced=-1)
-    with pytest.raises(ValueError, match="epsilon"):
+    with pytest.raises(InputError, match="epsilon must be > 0"):
         PaDiM(epsilon=0)
 
 

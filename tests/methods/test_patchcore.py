@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from indad.data import read_image
+from indad.errors import ConfigError, InputError
 from indad.memory import FaissNearestNeighbors
-from indad.methods import NotFittedError
+from indad.methods import NotFittedError, PatchCore
 from indad.methods.patchcore import patch_embedding, reweighting_weights
-from indad.models import PatchCore
 from tests.conftest import make_layout
 
 
@@ -95,11 +95,11 @@ def test_image_score_modes(fitted):
 
 
 def test_unfitted_and_bad_parameters():
-    with pytest.raises(ValueError, match="f_coreset"):
+    with pytest.raises(InputError, match=r"f_coreset must be in \(0, 1\]"):
         PatchCore(f_coreset=1.5)
-    with pytest.raises(ValueError, match="image_score"):
+    with pytest.raises(InputError, match="image_score must be one of"):
         PatchCore(image_score="mean")
-    with pytest.raises(ValueError, match="image_size"):
+    with pytest.raises(ConfigError, match="image_size"):
         PatchCore(image_size=8)
     with pytest.raises(NotFittedError):
         PatchCore().predict([np.zeros((32, 32, 3), np.uint8)])
@@ -131,7 +131,7 @@ def test_tensor_input_and_unlabelled_evaluate(fitted):
     paths = sorted((root / "test" / "good").iterdir())
     images = torch.stack([model.preprocess.image(read_image(p)) for p in paths])
     np.testing.assert_allclose(model.predict(images).scores, model.predict(paths).scores, rtol=1e-5)
-    with pytest.raises(ValueError, match="labelled data"):
+    with pytest.raises(InputError, match="labelled data"):
         model.evaluate(root / "test" / "good")
 
 
@@ -142,7 +142,7 @@ def test_scoring_settings_round_trip_and_are_refused_when_unknown(tmp_path):
     assert params["fit_runtime"] == "onnxruntime" and PatchCore().fit_runtime == "torch"
     assert PatchCore(**params).hparams() == params
     for bad in ({"backbone_runtime": "tensorrt"}, {"fit_runtime": "tvm"}, {"search": "ivf"}, {"ef_search": 0}):
-        with pytest.raises(ValueError, match=next(iter(bad))):
+        with pytest.raises(InputError, match=next(iter(bad))):
             PatchCore(**bad)
 
 
@@ -153,12 +153,12 @@ def test_fast_and_exact_scoring_agree_and_survive_save_and_load(fitted, tmp_path
 
     model, root = fitted
     assert (model.backbone_runtime, model.search) == ("onnxruntime", "hnsw")
-    assert model.backbone.runtime == "onnxruntime"  # the fit ran torch (fit_runtime), scoring runs ONNX Runtime
+    assert model.module.runtime == "onnxruntime"  # the fit ran torch (fit_runtime), scoring runs ONNX Runtime
     assert isinstance(model.build_module().searcher, HnswNearestNeighbors)
     fast = model.predict(root)
     exact = indad.load(model.save(tmp_path / "m.indad"), device="cpu")
     exact.backbone_runtime, exact.search = "torch", "exact"
-    exact.module = exact.build_module().eval()
+    exact.rebuild()
     ref = exact.predict(root)
     assert isinstance(exact.module.searcher, FaissNearestNeighbors)
     assert np.allclose(fast.scores, ref.scores, rtol=1e-3, atol=1e-4)
@@ -176,5 +176,5 @@ def test_coreset_subsample_keeps_the_bank_size(fitted):
     assert sub.memory_bank.shape == model.memory_bank.shape
     assert not torch.equal(sub.memory_bank, model.memory_bank)
     assert sub.hparams()["coreset_subsample"] == 0.5
-    with pytest.raises(ValueError, match="coreset_subsample"):
+    with pytest.raises(InputError, match="coreset_subsample"):
         PatchCore(coreset_subsample=0)

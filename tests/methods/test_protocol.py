@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from indad.errors import BackboneError
 from indad.methods import METHODS, AnomalyModel, ModelState
 
 SHARED = (
@@ -49,7 +50,7 @@ def test_constructing_builds_no_backbone(name, monkeypatch):
 
 
 def test_unknown_backbone_is_named_at_construction():
-    with pytest.raises(ValueError, match="unknown backbone 'no_such_net'"):
+    with pytest.raises(BackboneError, match="unknown backbone 'no_such_net'"):
         METHODS["patchcore"]("no_such_net")
 
 
@@ -69,13 +70,13 @@ def test_state_round_trip_through_the_protocol(tiny_model, tiny_root):
     assert isinstance(state, ModelState) and all(isinstance(t, torch.Tensor) for t in state.tensors.values())
     twin = type(tiny_model)(**tiny_model.hparams())
     twin.from_state(ModelState(dict(state.tensors), dict(state.meta)))
-    twin.module = twin.build_module().eval()
+    twin.rebuild()
     np.testing.assert_array_equal(twin.predict(tiny_root).scores, tiny_model.predict(tiny_root).scores)
 
 
 def test_one_shard_fit_is_partial_then_merge(tiny_model, tiny_root):
     model: AnomalyModel = type(tiny_model)(**tiny_model.hparams())
     model.merge_states([model.partial_fit_state(model.iter_batches(tiny_root, "train", ""), 1)])
-    model.module = model.build_module().eval()
+    model.rebuild()
     again = type(tiny_model)(**tiny_model.hparams()).fit(tiny_root)
     np.testing.assert_array_equal(model.predict(tiny_root).scores, again.predict(tiny_root).scores)

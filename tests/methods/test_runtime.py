@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import indad
+from indad.errors import InputError
 from indad.export.model_file import read_header, read_tensors, write_model_file
 from indad.methods import SPADE, PaDiM, PatchCore
 from tests.conftest import subset_layout
@@ -31,7 +32,7 @@ def rescored(model, **settings):
     """``model`` (the same fitted state) with other scoring settings."""
     for key, value in settings.items():
         setattr(model, key, value)
-    model.module = model.scoring_module().eval()
+    model.rebuild()
     return model
 
 
@@ -40,11 +41,11 @@ def test_every_method_has_the_runtime_settings_and_checks_them():
         params = cls.param_defaults()
         assert params["backbone_runtime"] == "onnxruntime", cls
         assert params["fit_runtime"] == ("torch" if cls is PatchCore else "onnxruntime"), cls
-        with pytest.raises(ValueError, match="backbone_runtime must be one of"):
+        with pytest.raises(InputError, match="backbone_runtime must be one of"):
             cls(backbone_runtime="tensorrt")
-        with pytest.raises(ValueError, match="fit_runtime must be one of"):
+        with pytest.raises(InputError, match="fit_runtime must be one of"):
             cls(fit_runtime="tvm")
-    with pytest.raises(ValueError, match="pixel_k must be >= 0"):
+    with pytest.raises(InputError, match="pixel_k must be >= 0"):
         SPADE(pixel_k=-1)
 
 

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from indad.errors import InputError
 from indad.memory import TorchNearestNeighbors
 from indad.methods.anomaly_map import AnomalyMapGenerator
 from indad.methods.spade import SPADE, SPADEModule, batch_block, gallery_distances
@@ -117,9 +118,11 @@ def test_k_larger_than_the_training_set_is_clipped(fitted):
 
 
 def test_parameters_are_checked():
-    with pytest.raises(ValueError, match="k and kappa"):
+    with pytest.raises(InputError, match="k must be >= 1, got 0"):
         SPADE(k=0)
-    with pytest.raises(ValueError, match="at least two strides"):
+    with pytest.raises(InputError, match="kappa must be an integer, got 1.5"):
+        SPADE(kappa=1.5)
+    with pytest.raises(InputError, match="at least two strides"):
         SPADE(strides=[8])
 
 

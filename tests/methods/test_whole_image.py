@@ -8,6 +8,7 @@ import torch
 
 from indad import load
 from indad.data.tiles import TileGrid, Tiling
+from indad.errors import NotFittedError
 from indad.methods import SPADE, PaDiM, PatchCore
 from indad.methods.whole_image import WholeImageModule
 
@@ -68,7 +69,7 @@ def test_tiled_methods_fit_score_and_reload(method, hazelnut, tmp_path):
     np.testing.assert_allclose(result["scores"], maps.max(axis=(1, 2)), rtol=1e-6)
     assert result["image_auroc"] >= 0.7 and result["pixel_auroc"] >= 0.85  # hazelnut's defects are found
     again = load(model.save(tmp_path / "m.indad"))
-    assert again.tile == model.tile and again.preprocess == model.preprocess
+    assert again.tiling == model.tiling and again.preprocess == model.preprocess
     np.testing.assert_allclose(again.predict(hazelnut).scores, result["scores"], rtol=1e-4)
 
 
@@ -77,15 +78,15 @@ def test_native_size_is_the_first_training_image_and_tiles_follow_it(tmp_path):
 
     root = make_layout(tmp_path / "ds", n_train=3, size=(72, 100))
     model = PatchCore(image_size="native", tile={"size": 48, "overlap": 8}, progress=False)
-    with pytest.raises(Exception, match="native"):
+    with pytest.raises(NotFittedError, match="native"):
         _ = model.preprocess
     model.fit(root)
-    assert model.image_size == (72, 100) and model.preprocess.output_size == (72, 100)
+    assert model.working_size == (72, 100) and model.preprocess.output_size == (72, 100)
     assert model.tiles_per_image == 2 * 3
     pred = model.predict(root)
     assert pred.maps.shape[1:] == (72, 100)
     again = load(model.save(tmp_path / "m.indad"))
-    assert again.image_size == (72, 100)
+    assert again.image_size == [72, 100] and again.working_size == (72, 100)
     np.testing.assert_allclose(again.predict(root).scores, pred.scores, rtol=1e-5)
 
 
