@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 from tqdm.auto import tqdm
 
@@ -50,6 +50,18 @@ ProgressCallback = Callable[[ProgressEvent], None]
 Progress = bool | ProgressCallback
 
 
+class ProgressBar(Protocol):
+    """What :func:`progress_bar` returns: tqdm's ``update`` and ``close``, and a context manager."""
+
+    def update(self, n: int = 1) -> Any: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc: Any) -> Any: ...
+
+
 class _CallbackBar:
     """The part of tqdm's interface indad uses, sending events to a callback."""
 
@@ -67,11 +79,11 @@ class _CallbackBar:
     def __enter__(self) -> _CallbackBar:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def progress_bar(stage: str, total: int | None, progress: Progress = True, **tqdm_options):
+def progress_bar(stage: str, total: int | None, progress: Progress = True, **tqdm_options: Any) -> ProgressBar:
     """A bar with ``update(n)`` and ``close()`` (also a context manager) reporting to ``progress``."""
     if callable(progress):
         return _CallbackBar(progress, stage, total)
@@ -79,7 +91,7 @@ def progress_bar(stage: str, total: int | None, progress: Progress = True, **tqd
 
 
 def track(
-    iterable: Iterable[T], stage: str, total: int | None = None, progress: Progress = True, **tqdm_options
+    iterable: Iterable[T], stage: str, total: int | None = None, progress: Progress = True, **tqdm_options: Any
 ) -> Iterator[T]:
     """The items of ``iterable``, reporting each one done to ``progress``."""
     if total is None and hasattr(iterable, "__len__"):

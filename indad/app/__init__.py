@@ -1,7 +1,8 @@
 """The web app (Streamlit): train on good images, inspect the results, score new images.
 
 ``indad app`` or ``streamlit run streamlit_app.py`` starts it; :mod:`indad.app.page`
-lays the page out and :mod:`indad.app.logic` computes what it shows.
+lays the page out; :mod:`.choices`, :mod:`.inputs`, :mod:`.outcomes` and :mod:`.gallery`
+compute what it shows, without Streamlit.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -134,7 +134,7 @@ class _InMemoryImages(Dataset):
         }
 
 
-def first_image_size(data) -> tuple[int, int]:
+def first_image_size(data: Any) -> tuple[int, int]:
     """``(height, width)`` of the first image of ``data`` (any form :func:`make_loader` takes but a DataLoader).
 
     Only the first file's header is read.
@@ -158,7 +158,7 @@ def first_image_size(data) -> tuple[int, int]:
 
 
 def make_loader(
-    data,
+    data: Any,
     preprocess: Preprocess,
     split: str,
     batch_size: int,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -26,7 +27,7 @@ def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path
     return sorted(p for p in folder.glob(pattern) if p.is_file() and is_image_file(p))
 
 
-def decode_image(source, name: str | os.PathLike) -> Image.Image:
+def decode_image(source: str | os.PathLike | BinaryIO, name: str | os.PathLike) -> Image.Image:
     """An image read fully from a path or file object, in its own mode (palette images as RGBA).
 
     Raises :class:`ImageReadError` naming ``name``; its cause is Pillow's error

@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -144,7 +145,7 @@ def samples_from_paths(paths: Iterable[str | os.PathLike]) -> list[Sample]:
     return samples
 
 
-def is_paths(data) -> bool:
+def is_paths(data: Any) -> bool:
     """Whether ``data`` names image files on disk: one path, or a non-empty list of paths."""
     if isinstance(data, (str, os.PathLike)):
         return True
@@ -172,7 +173,7 @@ def path_samples(data: str | os.PathLike | Sequence[str | os.PathLike], split: s
     return samples_from_paths([data] if isinstance(data, (str, os.PathLike)) else data)
 
 
-def train_paths(data, needed_for: str = "this") -> list[Path]:
+def train_paths(data: Any, needed_for: str = "this") -> list[Path]:
     """The good training image files of ``data``: a dataset root in MVTec AD layout (its ``train/good``), a
     folder of images, or a list of image paths and folders. ``needed_for`` names the task in the error."""
     if not is_paths(data):
@@ -180,7 +181,7 @@ def train_paths(data, needed_for: str = "this") -> list[Path]:
     return [s.path for s in path_samples(data, "train")]
 
 
-def split_holdout(data, fraction: float, seed: int = 0) -> tuple[list[Path], list[Path]]:
+def split_holdout(data: Any, fraction: float, seed: int = 0) -> tuple[list[Path], list[Path]]:
     """Good training images split, at random with a seed, into (fit, held out for calibration).
 
     ``data`` is a dataset root in MVTec AD layout (its ``train/good``), a folder

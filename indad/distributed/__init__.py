@@ -5,8 +5,10 @@ Importing this package does not import Ray; :class:`RayEngine` does when it is u
 
 from __future__ import annotations
 
+from typing import Any
 
-def __getattr__(name: str):
+
+def __getattr__(name: str) -> Any:
     if name == "RayEngine":
         from .ray_engine import RayEngine
 

@@ -12,9 +12,13 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from ..methods import AnomalyModel
 
 try:
     import ray
@@ -28,13 +32,13 @@ from ..inference.folder import (
     ROW_FIELDS,
     FolderPrediction,
     collect_images,
-    open_scorer,
     read_input,
     refuse_existing,
     report_error,
     score_inputs,
     write_results,
 )
+from ..inference.scorer import open_scorer
 from ..progress import Progress, progress_bar
 from ..thresholds import DEFAULT_DECISION, Decision
 
@@ -120,7 +124,7 @@ class RayEngine:
         return max(1, int(resources.get("CPU", 1) // self.cpus_per_worker))
 
     # ----------------------------------------------------------------- fit
-    def partial_fits(self, model, data) -> list[dict[str, torch.Tensor]]:
+    def partial_fits(self, model: AnomalyModel, data: Any) -> list[dict[str, torch.Tensor]]:
         """Each shard's :meth:`~indad.methods.AnomalyModel.partial_fit_state`, computed by one worker a shard.
 
         ``data`` (image files and folders, or a dataset root whose ``train/good``

@@ -13,7 +13,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -114,6 +114,6 @@ class OnnxScorer:
         return np.concatenate([r[0] for r in runs]), np.concatenate([r[1] for r in runs])
 
 
-def _providers(ort) -> list[str]:
+def _providers(ort: Any) -> list[str]:
     available = ort.get_available_providers()
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]

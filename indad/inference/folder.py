@@ -8,19 +8,21 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from ..data import Preprocess, read_ahead, read_image
 from ..data.images import is_image_file, list_images
-from ..errors import DatasetLayoutError, ImageReadError, InputError, ModelFileError
+from ..errors import DatasetLayoutError, ImageReadError
 from ..files import atomic_output, csv_text, write_atomic
 from ..progress import Progress, track
 from ..regions import Region, find_regions
 from ..thresholds import DEFAULT_DECISION, Decision, Thresholds, is_defective
+from .scorer import Scorer
 from .visualize import heatmap_image, map_to_original, mask_image, overlay_image
 
 CSV_COLUMNS = (
@@ -28,49 +30,6 @@ CSV_COLUMNS = (
 )  # fmt: skip
 # A row of the folder's results: the CSV columns, and every region as JSON (predictions.jsonl).
 ROW_FIELDS = (*CSV_COLUMNS, "regions_json")
-
-
-class Scorer(Protocol):
-    """A fitted pipeline: normalised images ``(B, 3, H, W)`` -> (scores ``(B,)``, maps ``(B, H, W)``), numpy."""
-
-    preprocess: Preprocess
-    thresholds: Thresholds | None
-
-    def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-class TorchScorer:
-    """A fitted :class:`~indad.methods.AnomalyModel` as a :class:`Scorer`."""
-
-    def __init__(self, model) -> None:
-        model.require_fitted()
-        self.model = model
-        self.preprocess = model.preprocess
-        self.thresholds = model.thresholds
-
-    def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        return self.model.score_batch(images)
-
-
-def open_scorer(path: str | os.PathLike, runtime: str = "torch", device: str = "auto") -> Scorer:
-    """A scorer for a model file (``runtime="torch"``) or an exported ``.onnx`` file (``runtime="onnx"``).
-
-    With ``runtime="onnx"`` and a model file, the ``.onnx`` file beside it
-    (same name, written by ``indad export``) is used.
-    """
-    path = Path(path)
-    if runtime == "onnx":
-        from ..export.graph import OnnxScorer
-
-        onnx_path = path if path.suffix == ".onnx" else path.with_suffix(".onnx")
-        if not onnx_path.is_file():
-            raise ModelFileError(f"no ONNX export of {path}: run `indad export {path} --format onnx` first")
-        return OnnxScorer(onnx_path)
-    if runtime != "torch":
-        raise InputError(f"unknown runtime {runtime!r}; choose torch or onnx")
-    from ..methods import load_model
-
-    return TorchScorer(load_model(path, device=device))
 
 
 def collect_images(inputs: Sequence[str | os.PathLike], exclude: Path | None = None) -> tuple[list[Path], Path]:
@@ -276,7 +235,9 @@ PNG_LEVEL = 1
 """zlib level of the pictures: about 4x faster to write than Pillow's default 6, files about 25% larger."""
 
 
-def _write_pictures(root: Path, rel: Path, original, full: np.ndarray, thresholds: Thresholds | None) -> None:
+def _write_pictures(
+    root: Path, rel: Path, original: Image.Image, full: np.ndarray, thresholds: Thresholds | None
+) -> None:
     """The heatmap, overlay and mask of an image whose anomaly map at its original size is ``full``."""
     if thresholds is not None:
         mask, vmax = is_defective(full, thresholds.pixel), 2.0 * thresholds.pixel

@@ -26,7 +26,8 @@ from ..data.images import list_images
 from ..errors import InputError
 from ..files import csv_text, remove_partials, write_atomic
 from ..thresholds import Decision
-from .folder import CSV_COLUMNS, Scorer, read_input, report_error, score_inputs
+from .folder import CSV_COLUMNS, read_input, report_error, score_inputs
+from .scorer import Scorer
 
 LEDGER = "predictions.jsonl"
 TABLE = "predictions.csv"

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..progress import Progress, progress_bar
+from ..progress import Progress, ProgressBar, progress_bar
 from .nearest import blocked_knn
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,9 @@ def _initial_distances(x: torch.Tensor, initial_sq_dist: torch.Tensor | None) ->
     return initial_sq_dist.to(x.device, x.dtype).clone()
 
 
-def _plain_greedy(x: torch.Tensor, n: int, start: int, initial_sq_dist: torch.Tensor | None, bar) -> torch.Tensor:
+def _plain_greedy(
+    x: torch.Tensor, n: int, start: int, initial_sq_dist: torch.Tensor | None, bar: ProgressBar
+) -> torch.Tensor:
     """Every squared distance to every new centre: ``|x|^2 - 2 x.c + |c|^2``, one matrix-vector product a step."""
     sq_norms = _sq_norms(x)
     min_dist = _initial_distances(x, initial_sq_dist)
@@ -193,7 +195,7 @@ class _HotColdGreedy:
         self.hot_z, self.hot_z_sq, self.hot_x, self.hot_sq = self.z[hot], self.z_sq[hot], self.x[hot], self.sq[hot]
         self.hot_slack, self.hot_dist = self.slack[hot], self.min_dist[hot]
 
-    def run(self, n: int, start: int | None, hot_share: float, bar) -> torch.Tensor:
+    def run(self, n: int, start: int | None, hot_share: float, bar: ProgressBar) -> torch.Tensor:
         self.chosen = torch.empty(n, dtype=torch.long, device=self.x.device)
         pos = start  # None: the farthest point
         i = 0

@@ -7,7 +7,7 @@ import base64
 import io
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +21,8 @@ from PIL import Image
 from pydantic import BaseModel
 
 from ..errors import IndadError
-from ..inference.folder import PNG_LEVEL, Scorer
+from ..inference.folder import PNG_LEVEL
+from ..inference.scorer import Scorer
 from ..inference.visualize import heatmap_image, map_to_original
 from ..regions import find_regions
 from ..thresholds import Decision
@@ -137,10 +138,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 def model_summary(scorer: Scorer) -> dict[str, Any]:
     """The model's header without its state: method, hyperparameters, backbone, preprocessing, thresholds."""
-    header = getattr(scorer, "header", None)
-    if header is None:
-        header = scorer.model.metadata()  # type: ignore[attr-defined]
-    return {k: v for k, v in header.items() if k != "state"} | {"server_version": __version__}
+    return {k: v for k, v in scorer.header.items() if k != "state"} | {"server_version": __version__}
 
 
 def describe(
@@ -212,9 +210,10 @@ def create_app(scorer: Scorer, options: ServiceOptions | None = None) -> FastAPI
     app.state.batcher, app.state.metrics, app.state.options = batcher, metrics, options
 
     @app.middleware("http")
-    async def count_and_guard(request: Request, call_next):
+    async def count_and_guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         route = request.url.path if request.url.path in ROUTES else "other"
         start = time.perf_counter()
+        response: Response
         if not _authorized(request, options.token):
             response = error_response(metrics, 401, "unauthorized", "missing or wrong bearer token")
         else:

@@ -156,7 +156,8 @@ def test_map_back_to_the_original_with_a_crop():
 
 def test_inputs_that_cannot_be_scored_raise_the_errors_of_the_data_modules(tmp_path):
     from indad.errors import DatasetLayoutError, ImageReadError, InputError
-    from indad.inference.folder import collect_images, open_scorer, read_input
+    from indad.inference.folder import collect_images, read_input
+    from indad.inference.scorer import open_scorer
 
     with pytest.raises(ImageReadError, match="no such file or folder"):
         collect_images([tmp_path / "missing.png"])

@@ -1,0 +1,197 @@
+"""Commands that keep a model at work: ``serve`` (HTTP), ``watch`` (a hot folder) and ``app`` (the web app)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..thresholds import Decision
+from .options import (
+    MODEL_ARG,
+    USER_ERRORS,
+    batch_size_option,
+    decision_options,
+    device_option,
+    runtime_option,
+    scorer_runtime,
+    set_threads,
+    threads_option,
+    user_error,
+)
+
+
+@click.command("serve")
+@MODEL_ARG
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free one).")
+@runtime_option
+@device_option()
+@threads_option
+@click.option("--max-batch", default=16, show_default=True, type=click.IntRange(1), help="Most images per batch.")
+@click.option(
+    "--max-wait-ms",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Longest wait for more images before a batch is scored.",
+)
+@click.option(
+    "--max-body-mb",
+    default=64.0,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Largest request body (MiB).",
+)
+@click.option(
+    "--max-pixels",
+    default=50_000_000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Largest image accepted (pixels; checked before decoding).",
+)
+@click.option("--max-images", default=64, show_default=True, type=click.IntRange(1), help="Most images per request.")
+@click.option(
+    "--max-queue",
+    default=256,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Most images waiting to be scored; requests beyond get 503 (busy).",
+)
+@decision_options
+@click.option(
+    "--token",
+    envvar="INDAD_SERVE_TOKEN",
+    default=None,
+    help="Bearer token required on every route but /healthz [default: $INDAD_SERVE_TOKEN; none: open].",
+)
+def serve_command(
+    model_path: str,
+    host: str,
+    port: int,
+    runtime: str | None,
+    device: str,
+    threads: int | None,
+    max_batch: int,
+    max_wait_ms: float,
+    max_body_mb: float,
+    max_pixels: int,
+    max_images: int,
+    max_queue: int,
+    min_area: int,
+    decision: str,
+    token: str | None,
+) -> None:
+    """Serve MODEL over HTTP: POST /v1/predict, GET /v1/model, /healthz, /metrics; OpenAPI docs at /docs."""
+    try:
+        import uvicorn
+
+        from ..service import ServiceOptions, create_app
+    except ImportError as exc:
+        raise click.ClickException(f"indad serve needs its extra: pip install 'indad[serve]' ({exc})") from exc
+    from ..inference import open_scorer
+
+    set_threads(threads)
+    runtime = scorer_runtime(model_path, runtime)
+    try:
+        scorer = open_scorer(model_path, runtime, device)
+        rule = Decision(decision, min_area)
+    except USER_ERRORS as exc:
+        raise user_error(exc) from exc
+    options = ServiceOptions(
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        max_body_bytes=int(max_body_mb * 2**20),
+        max_pixels=max_pixels,
+        max_images=max_images,
+        decision=rule,
+        token=token or None,
+        decode_threads=threads or 2,
+        max_queue=max_queue,
+    )
+    uvicorn.run(create_app(scorer, options), host=host, port=port, log_level="info", access_log=False)
+
+
+@click.command("watch")
+@MODEL_ARG
+@click.argument("in_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Results folder.")
+@click.option("--move", is_flag=True, help="Move each scored image to OUT/ok, OUT/ng or OUT/error.")
+@click.option("--poll", default=1.0, show_default=True, type=click.FloatRange(0.01), help="Seconds between scans.")
+@click.option(
+    "--settle",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds a file must stay unchanged (size, time) before it counts as written.",
+)
+@click.option("--once", is_flag=True, help="Score what is there, then exit (no watching).")
+@runtime_option
+@batch_size_option
+@device_option()
+@threads_option
+@decision_options
+def watch_command(
+    model_path: str,
+    in_dir: str,
+    out: str,
+    move: bool,
+    poll: float,
+    settle: float,
+    once: bool,
+    runtime: str | None,
+    batch_size: int,
+    device: str,
+    threads: int | None,
+    min_area: int,
+    decision: str,
+) -> None:
+    """Watch IN_DIR: score each new image once (when completely written), append its result to
+    OUT/predictions.csv and OUT/predictions.jsonl, write its pictures, and with --move sort it into OUT/ok|ng.
+
+    A restart neither scores a file twice nor skips one. Stop with Ctrl-C.
+    """
+    from ..inference import open_scorer
+    from ..inference.watch import HotFolder
+
+    set_threads(threads)
+    runtime = scorer_runtime(model_path, runtime)
+    try:
+        folder = HotFolder(
+            open_scorer(model_path, runtime, device),
+            Path(in_dir),
+            Path(out),
+            move,
+            settle,
+            batch_size,
+            Decision(decision, min_area),
+        )
+        if not once:
+            click.echo(f"watching {in_dir} -> {out} (Ctrl-C stops)")
+        count = folder.run(poll, once=once)
+    except KeyboardInterrupt:
+        return
+    except USER_ERRORS as exc:
+        raise user_error(exc) from exc
+    click.echo(f"{count} images scored -> {out}")
+
+
+@click.command("app")
+@click.option("--port", default=8501, show_default=True, type=click.IntRange(1, 65535), help="Port to serve on.")
+@click.option("--address", default=None, help="Address to listen on [default: Streamlit's, all interfaces].")
+@click.option(
+    "--data-root",
+    default=None,
+    type=click.Path(file_okay=False, exists=True),
+    help="Folder holding the datasets [default: $INDAD_DATA_DIR or ./datasets].",
+)
+@click.option("--headless", is_flag=True, help="Do not open a browser.")
+def app_command(port: int, address: str | None, data_root: str | None, headless: bool) -> None:
+    """Start the web app: train, inspect and use a model in the browser."""
+    try:
+        import streamlit  # noqa: F401
+    except ImportError as exc:
+        raise click.ClickException("the web app needs Streamlit: pip install 'indad[app]'") from exc
+    from ..app import serve
+
+    serve(port, headless, address, data_root)
