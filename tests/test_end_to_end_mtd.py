@@ -1,6 +1,6 @@
 """Each method end to end on real MTD images with its default offline configuration.
 
-`make test` runs each on the fixed MTD subset (tests/conftest.py::MTD_SMALL, seconds); `make test-full` also on the
+`make test` runs each on the fixed MTD subset (tests/helpers.py::MTD_SMALL, seconds); `make test-full` also on the
 whole dataset (minutes, marked slow).
 """
 
@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from indad.cli.main import cli
-from tests.conftest import MTD_TEST_IMAGES, MTD_VARIANTS, mtd_folder
+from tests.helpers import MTD_TEST_IMAGES, MTD_VARIANTS, mtd_folder
 
 # Lowest image and pixel ROC AUC accepted. The subset's are about 0.05 below those measured on it
 # (patchcore 0.911 / 0.866, padim 0.913 / 0.836, spade 0.801 / 0.833): a broken method scores about 0.5.

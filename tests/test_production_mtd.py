@@ -16,7 +16,7 @@ from indad.data import scan_test, scan_train
 from indad.inference.folder import output_name
 from indad.methods import PatchCore
 from indad.metrics import image_auroc
-from tests.conftest import MTD_TEST_IMAGES, MTD_VARIANTS, assert_pictures_show_the_map, mtd_folder
+from tests.helpers import MTD_TEST_IMAGES, MTD_VARIANTS, assert_pictures_show_the_map, mtd_folder
 
 # variant: (training images, every n-th test image also scored in torch, lowest image ROC AUC of the ONNX CSV).
 # Full: a quick model of 135 of the 761 training images (0.85 measured; all 761 give 0.976).

@@ -11,7 +11,7 @@ from indad.data import read_image
 from indad.errors import ImageReadError, InputError
 from indad.methods import PatchCore
 from indad.roi import roi_mask
-from tests.conftest import save_image
+from tests.helpers import save_image
 
 
 def test_polygons_and_pictures_give_the_same_mask(tmp_path):

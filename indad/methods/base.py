@@ -1,19 +1,10 @@
 """What every method shares: parameters, inputs, batching, devices, fit, predict, evaluate and save.
 
 A method is a dataclass of its hyperparameters (each one explicit in its
-signature) plus the method protocol, the public hooks that fitting in one
-process, on a Ray cluster, saving, loading and exporting are built from:
-
-- :meth:`AnomalyModel.partial_fit_state` and :meth:`AnomalyModel.merge_states`:
-  one shard's part of the fitted state (plain tensors, computable in another
-  process), and the state from every shard's part; a one-process fit is one shard;
-- :meth:`AnomalyModel.extend_state`: more normal images without refitting;
-- :meth:`AnomalyModel.to_state` and :meth:`AnomalyModel.from_state`: what a model file holds;
-- :meth:`AnomalyModel.build_module`: the plain scoring ``nn.Module`` of network inputs (one tile, when tiled).
-
-The base class feeds them: :meth:`AnomalyModel.fit_batches` (images cut into
-tiles when tiled) and :meth:`AnomalyModel.scoring_module` (the method's module
-over whole images: tiles stitched, the region of interest applied).
+signature) that implements the method protocol (:mod:`.protocol`). The base
+class feeds it: :meth:`AnomalyModel.fit_batches` (images cut into tiles when
+tiled) and :meth:`AnomalyModel.scoring_module` (the method's module over whole
+images: tiles stitched, the region of interest applied).
 """
 
 from __future__ import annotations
@@ -21,9 +12,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sized
-from dataclasses import KW_ONLY, dataclass, field
+from collections.abc import Iterator, Sized
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -44,14 +34,8 @@ from ..version import __version__
 from . import evaluation
 from .params import Rule, check_params, plain_value
 from .prediction import Prediction
+from .protocol import Batch, MethodProtocol, ModelState, Tensors
 from .whole_image import WholeImageModule
-
-Batch = dict[str, Any]
-"""A batch of images: ``image`` (a normalised ``(B, 3, H, W)`` tensor on the model's device), and, from
-files, ``path``; from a labelled dataset also ``label``, ``defect``, ``mask`` and ``has_mask``."""
-
-Tensors = dict[str, torch.Tensor]
-"""Named tensors: a shard's part of the fitted state, or the tensors of a model file."""
 
 # Constructor parameters that say where a model runs, not what it is: not stored in a model file.
 RUNTIME_PARAMS = ("device", "progress", "weights", "num_workers")
@@ -61,16 +45,8 @@ ROI_TENSOR = "roi_mask"
 """The model file's tensor of the region of interest (bool, working size)."""
 
 
-@dataclass(frozen=True)
-class ModelState:
-    """The fitted state of a method: its tensors and plain (JSON) values, as a model file holds them."""
-
-    tensors: Tensors
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
 @dataclass(eq=False, repr=False)
-class AnomalyModel(ABC):
+class AnomalyModel(MethodProtocol):
     """An anomaly detector fitted on good images only.
 
     Constructing one does no work: the backbone (weights and all) is built on
@@ -434,42 +410,6 @@ class AnomalyModel(ABC):
         if self.module is None:
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() first")
         return self.module
-
-    # ----------------------------------------------------------------- the method protocol
-    @abstractmethod
-    def partial_fit_state(self, batches: Iterable[Batch], shards: int) -> Tensors:
-        """What one of ``shards`` disjoint parts of the normal images contributes to the state.
-
-        ``batches`` hold that part's images; the tensors returned go to
-        :meth:`merge_states`, possibly from another process.
-        """
-
-    @abstractmethod
-    def merge_states(self, parts: list[Tensors]) -> None:
-        """Set the fitted state from every shard's :meth:`partial_fit_state`, in shard order (parts may be reused)."""
-
-    @abstractmethod
-    def extend_state(self, batches: Iterable[Batch]) -> None:
-        """Extend the fitted state with batches of further normal images."""
-
-    @abstractmethod
-    def to_state(self) -> ModelState:
-        """The fitted state: tensors and plain values, enough for :meth:`from_state`."""
-
-    @abstractmethod
-    def from_state(self, state: ModelState) -> None:
-        """Restore what :meth:`to_state` returned (tensors on the model's device)."""
-
-    @abstractmethod
-    def build_module(self, exportable: bool = False) -> nn.Module:
-        """The fitted module of network inputs ``(B, 3, h, w)`` -> (scores ``(B,)``, maps ``(B, h, w)``).
-
-        Network inputs are tiles when tiled: a batch then holds whole images' tiles in :meth:`fit_batches`'
-        order. :meth:`scoring_module` wraps it for whole images.
-
-        ``exportable``: only torch operations (no faiss), with loop bounds that do
-        not depend on the batch size, for ONNX and TorchScript export.
-        """
 
     # ----------------------------------------------------------------- scoring
     def scored_batches(

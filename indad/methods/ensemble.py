@@ -1,8 +1,7 @@
 """Ensemble: several fitted methods score the same images; their image scores and anomaly maps are averaged.
 
-Measured on MTD (``benchmarks/mtd_levers.py``, docs/accuracy.md): PatchCore on
-``tf_efficientnet_lite0`` at 256 and at 320 px, fused by the mean, beats either
-alone; the default members are those two.
+The default members are PatchCore on ``tf_efficientnet_lite0`` at 256 and at
+320 px, the best pair measured (docs/accuracy.md).
 
 The ensemble is one method of the protocol (:mod:`.base`), built from others:
 
@@ -18,11 +17,9 @@ The ensemble is one method of the protocol (:mod:`.base`), built from others:
   scoring module takes that member's input, resizes it bilinearly to each other
   member's size (and renormalises it to that member's backbone), and returns the
   mean of the image scores and the mean of the maps, each brought to the working
-  size. Resizing the network input rather than each member reading the image
-  file moves the fused MTD scores by 0.5% of their range on average (image ROC
-  AUC 0.9807 against 0.9817; upsampling the smallest member's input instead:
-  0.9788; see docs/methods.md), in exchange for one input per image, the same
-  in Python, the CLI, the service and an exported graph.
+  size: one input per image, the same in Python, the CLI, the service and an
+  exported graph (what resizing the input costs against each member reading the
+  file: docs/accuracy.md).
 """
 
 from __future__ import annotations
@@ -47,7 +44,7 @@ DEFAULT_MEMBERS: tuple[dict[str, Any], ...] = (
     {"method": "patchcore", "image_size": 256},
     {"method": "patchcore", "image_size": 320},
 )
-"""The default members: PatchCore on lite0 at 256 and 320 px (the best pair measured on MTD)."""
+"""The default members: PatchCore on lite0 at 256 and 320 px (the best pair measured: docs/accuracy.md)."""
 FUSIONS = ("mean",)
 MEMBER_KEY = "member"
 """The key of an ensemble fit batch that says which member's batch it is."""

@@ -153,9 +153,8 @@ class PaDiMModule(nn.Module):
     ``|delta U|^2`` with the upper-triangular ``factor`` ``U`` (``U U^T =
     cov^-1``, :func:`whitening_factor`), kept as the ``blocks * (blocks + 1) / 2``
     non-zero blocks of a ``blocks`` x ``blocks`` split: 2/3 of the inverse's
-    memory at 3 blocks, which is what the product reads (it is bound by memory:
-    about 20% faster than the inverse's product in a micro-benchmark on 2 CPU
-    cores), equal to the inverse's distance within float32 rounding.
+    memory at 3 blocks, which is what the product reads (it is bound by memory;
+    docs/benchmarks.md), equal to the inverse's distance within float32 rounding.
     """
 
     mean: torch.Tensor
@@ -223,16 +222,15 @@ class PaDiM(AnomalyModel):
     ----------
     d_reduced:
         Channels kept by a seeded random choice (0 keeps all).
-
-    With tiles, each tile position of the working image has its own Gaussians:
-    memory grows with the number of tiles (``P * d * d`` floats, P the feature
-    positions of all tiles).
     epsilon:
         Regulariser added to each covariance diagonal.
     strides:
         Backbone stages used (default strides 4, 8 and 16).
 
     The other parameters are those of :class:`~indad.methods.base.AnomalyModel`.
+    With tiles, each tile position of the working image has its own Gaussians:
+    memory grows with the number of tiles (``P * d * d`` floats, P the feature
+    positions of all tiles).
     """
 
     method: ClassVar[str] = "padim"

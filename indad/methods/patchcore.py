@@ -170,10 +170,9 @@ class PatchCore(AnomalyModel):
         Runtime of the backbone when scoring (see :class:`~indad.methods.base.AnomalyModel`).
     fit_runtime:
         Runtime of the backbone when fitting (and in :meth:`add_normal`).
-        Default ``"torch"``: the greedy coreset amplifies
-        the 1e-5 differences of ONNX Runtime's features into another bank
-        (measured on MTD: image ROC AUC 0.9715 against 0.9767), so the fit keeps
-        torch's features unless asked.
+        Default ``"torch"``: the greedy coreset amplifies the tiny differences of
+        ONNX Runtime's features into another bank, so the fit keeps torch's
+        features unless asked (measured: docs/benchmarks.md).
     search:
         Nearest-neighbour search of the memory bank when scoring on the CPU:
         ``"hnsw"`` (approximate, a faiss HNSW graph walked on a float16 copy of the
@@ -183,11 +182,9 @@ class PatchCore(AnomalyModel):
     ef_search:
         Candidates the HNSW search keeps (higher: closer to exact, slower).
 
-    The scoring defaults (ONNX Runtime, HNSW with ``ef_search=16``) were chosen
-    by ``benchmarks/scoring.py`` on MTD and hazelnut_reduced: image and pixel
-    ROC AUC within 0.02 point of torch with exact search, the same decisions on
-    every MTD test image, 2.3x (batch 1) and 3.4x (batch 16) faster on a 2-core
-    CPU; ``backbone_runtime="torch", search="exact"`` is the previous behaviour.
+    ``backbone_runtime="torch", search="exact"`` scores as the paper does; the
+    defaults (ONNX Runtime, HNSW with ``ef_search=16``) and what they were
+    measured to cost and gain are in docs/methods.md and docs/benchmarks.md.
 
     The other parameters are those of :class:`~indad.methods.base.AnomalyModel`.
     """

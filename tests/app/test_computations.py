@@ -13,7 +13,7 @@ from indad.errors import InputError
 from indad.files import csv_text
 from indad.progress import ProgressEvent
 from indad.thresholds import Thresholds
-from tests.conftest import make_layout
+from tests.helpers import make_layout
 
 
 def png(size=(32, 24), mode="RGB", value=128) -> bytes:

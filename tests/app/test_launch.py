@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 
 from indad.app import SCRIPT, app_command
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def free_port() -> int:

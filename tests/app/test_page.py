@@ -13,7 +13,7 @@ from PIL import Image
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import REPO, make_layout
+from tests.helpers import REPO, make_layout
 
 TIMEOUT = 300
 

@@ -82,7 +82,7 @@ def test_truncated_backbone_equals_the_full_network(lite0):
     assert len(lite0.model.blocks) < len(full.blocks)  # the later stages are gone
 
 
-def test_properties(lite0):
+def test_lite0_is_frozen_with_its_strides_channels_and_normalisation(lite0):
     assert lite0.strides == (4, 8, 16) and lite0.channels == (24, 40, 112)
     assert lite0.mean == (0.5, 0.5, 0.5) and lite0.std == (0.5, 0.5, 0.5)
     assert lite0.weights_source == "PyPI package" and len(lite0.fingerprint) == 16

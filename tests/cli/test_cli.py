@@ -12,7 +12,7 @@ from indad.data.transforms import as_size
 from indad.experiment import expand_datasets
 from indad.methods import METHODS
 from indad.metrics import image_auroc
-from tests.conftest import REPO, make_layout
+from tests.helpers import REPO, make_layout
 
 
 def test_run_writes_results(tmp_path, datasets_root):
@@ -163,7 +163,7 @@ def test_console_script_help():
 def test_a_config_sets_tiles_and_a_region_of_interest_beside_it(tmp_path):
     import numpy as np
 
-    from tests.conftest import save_image
+    from tests.helpers import save_image
 
     picture = np.zeros((64, 64), dtype=np.uint8)
     picture[:, :32] = 255

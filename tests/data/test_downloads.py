@@ -13,7 +13,7 @@ import indad.data.download as download
 from indad.data import MTD, DatasetNotFoundError, DownloadError, MVTecAD, layout_mtd, resolve_dataset
 from indad.data import mtd as mtd_module
 from indad.data import mvtec as mvtec_module
-from tests.conftest import make_layout
+from tests.helpers import make_layout
 
 
 def _tar(src_dir: Path, archive: Path, arcname: str) -> Path:

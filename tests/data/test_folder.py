@@ -16,7 +16,7 @@ from indad.data import (
     scan_train,
 )
 from indad.errors import ConfigError
-from tests.conftest import make_layout, save_image
+from tests.helpers import make_layout, save_image
 
 PRE = Preprocess((32, 32), None, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 

@@ -4,7 +4,7 @@ import pytest
 
 from indad.data import DatasetLayoutError, dataset_folders, is_dataset_root, split_holdout, train_paths
 from indad.errors import InputError
-from tests.conftest import make_layout
+from tests.helpers import make_layout
 
 
 def test_a_dataset_root_has_train_good_or_test(tmp_path):

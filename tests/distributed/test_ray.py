@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from indad.cli.main import cli
 from indad.inference import open_scorer, predict_folder
 from indad.methods import SPADE, PaDiM, PatchCore
-from tests.conftest import MTD_TEST_IMAGES, MTD_TRAIN_IMAGES, MTD_VARIANTS, mtd_folder
+from tests.helpers import MTD_TEST_IMAGES, MTD_TRAIN_IMAGES, MTD_VARIANTS, mtd_folder
 
 pytestmark = pytest.mark.ray
 ray = pytest.importorskip("ray")

@@ -14,7 +14,7 @@ from indad.cli.main import cli
 from indad.data import Preprocess, make_loader
 from indad.inference import TorchScorer, map_to_original, predict_folder
 from indad.thresholds import Decision
-from tests.conftest import assert_pictures_show_the_map, save_image
+from tests.helpers import assert_pictures_show_the_map, save_image
 
 READABLE = ("a.jpg", "a.png", "sub/a.png")  # the images of the inputs fixture, in CSV order; sub/broken.png is not
 

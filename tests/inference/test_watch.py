@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from indad.cli.main import cli
 from indad.inference import TorchScorer, predict_folder
 from indad.inference.watch import LEDGER, TABLE, HotFolder
-from tests.conftest import save_image
+from tests.helpers import save_image
 
 
 class Clock:

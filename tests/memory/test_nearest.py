@@ -48,7 +48,7 @@ def _real_patches():
     from indad.backbones import Backbone
     from indad.data import Preprocess, read_image, scan_test
     from indad.methods.patchcore import patch_queries
-    from tests.conftest import shared_datasets
+    from tests.helpers import shared_datasets
 
     root = shared_datasets() / "hazelnut_reduced"
     if not root.exists():

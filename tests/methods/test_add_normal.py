@@ -6,7 +6,7 @@ import torch
 
 from indad.data import AnomalyDataset, make_loader, scan_test, scan_train
 from indad.methods import SPADE, PaDiM, PatchCore
-from tests.conftest import MTD_VARIANTS, make_layout, mtd_folder
+from tests.helpers import MTD_VARIANTS, make_layout, mtd_folder
 from tests.memory.reference import coverage_radius
 
 

@@ -11,7 +11,7 @@ from indad.data import scan_train, split_holdout
 from indad.errors import InputError
 from indad.methods import Ensemble, ModelState, PatchCore, load_model
 from indad.methods.ensemble import EnsembleModule, renormalisation
-from tests.conftest import make_layout
+from tests.helpers import make_layout
 
 # Two methods at two sizes: the reference member (the largest input) is PaDiM at 80 px.
 MEMBERS = [

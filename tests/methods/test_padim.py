@@ -12,7 +12,7 @@ from indad.methods.padim import (
     stage_channels,
     whitening_factor,
 )
-from tests.conftest import make_layout
+from tests.helpers import make_layout
 
 
 def slow_mahalanobis(train: np.ndarray, test: np.ndarray, eps: float) -> np.ndarray:

@@ -9,7 +9,7 @@ from indad.errors import ConfigError, InputError
 from indad.memory import FaissNearestNeighbors
 from indad.methods import NotFittedError, PatchCore
 from indad.methods.patchcore import patch_embedding, reweighting_weights
-from tests.conftest import make_layout
+from tests.helpers import make_layout
 
 
 def slow_reweighted_score(queries: np.ndarray, bank: np.ndarray, b: int) -> float:

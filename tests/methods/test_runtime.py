@@ -7,7 +7,7 @@ import indad
 from indad.errors import InputError
 from indad.export.model_file import read_header, read_tensors, write_model_file
 from indad.methods import SPADE, PaDiM, PatchCore
-from tests.conftest import subset_layout
+from tests.helpers import subset_layout
 
 SMALL = {"image_size": 96, "batch_size": 8, "progress": False, "device": "cpu"}
 PARAMS = {"padim": {"d_reduced": 40}, "spade": {"k": 3}}

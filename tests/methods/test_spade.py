@@ -8,7 +8,7 @@ from indad.errors import InputError
 from indad.memory import TorchNearestNeighbors
 from indad.methods.anomaly_map import AnomalyMapGenerator
 from indad.methods.spade import SPADE, SPADEModule, batch_block, gallery_distances
-from tests.conftest import make_layout
+from tests.helpers import make_layout
 
 
 def slow_spade(

@@ -74,7 +74,7 @@ def test_tiled_methods_fit_score_and_reload(method, hazelnut, tmp_path):
 
 
 def test_native_size_is_the_first_training_image_and_tiles_follow_it(tmp_path):
-    from tests.conftest import make_layout
+    from tests.helpers import make_layout
 
     root = make_layout(tmp_path / "ds", n_train=3, size=(72, 100))
     model = PatchCore(image_size="native", tile={"size": 48, "overlap": 8}, progress=False)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 TOKEN = "test-token"
 MAX_PIXELS = 1_000_000
