@@ -7,8 +7,8 @@ from typing import Any
 
 from ..backbones import OFFLINE_BACKBONES
 from ..config import load_config
-from ..data.transforms import RESIZE_MODES
-from ..errors import ConfigError, InputError
+from ..data.tiles import Tiling, tile_origins
+from ..errors import ConfigError
 from ..methods import METHODS, AnomalyModel
 
 MIN_GOOD_IMAGES = 3
@@ -108,15 +108,15 @@ def shape_params(image_size: int, resize: str, tile_size: int | None = None, ove
     InputError
         An unknown resize mode, a tile larger than the working size, an overlap not smaller than the tile.
     """
-    if resize not in RESIZE_MODES:
-        raise InputError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {resize!r}")
+    # the model's own checks, before any training starts
+    AnomalyModel.param_rules()["resize"].check("resize", resize)
     if tile_size is None:
         return {"resize": resize, "tile": None}
-    if tile_size > image_size:
-        raise InputError(f"the tile size {tile_size} px is larger than the image size {image_size} px")
-    if not 0 <= overlap < tile_size:
-        raise InputError(f"the tile overlap must be at least 0 and below the tile size {tile_size} px, got {overlap}")
-    return {"resize": resize, "tile": {"size": int(tile_size), "overlap": int(overlap)}}
+    tile = {"size": int(tile_size), "overlap": int(overlap)}
+    tiling = Tiling.parse(tile)
+    assert tiling is not None
+    tile_origins((image_size, image_size), tiling)
+    return {"resize": resize, "tile": tile}
 
 
 def shape_summary(model: AnomalyModel) -> str:

@@ -195,7 +195,7 @@ def test_shape_params_tiles_and_resize_and_their_errors():
 
     assert choices.shape_params(256, "fit") == {"resize": "fit", "tile": None}
     assert choices.shape_params(64, "stretch", 32, 8) == {"resize": "stretch", "tile": {"size": 32, "overlap": 8}}
-    with pytest.raises(InputError, match="tile size 80 px is larger than the image size 64"):
+    with pytest.raises(InputError, match="a tile of 80 pixels does not fit in the working size's 64"):
         choices.shape_params(64, "stretch", 80)
     with pytest.raises(InputError, match="overlap"):
         choices.shape_params(64, "stretch", 32, 32)
