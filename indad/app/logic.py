@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from ..backbones import OFFLINE_BACKBONES
 from ..config import load_config
 from ..data import GOOD, dataset_folders, list_images, read_image, read_mask, scan_test
-from ..data.images import decode_image, to_rgb
+from ..data.images import decode_image, image_size, to_rgb
 from ..data.transforms import RESIZE_MODES
 from ..errors import ConfigError, ImageReadError, InputError
 from ..inference.visualize import heatmap_image, map_to_original, mask_image, overlay_image
@@ -346,8 +346,7 @@ class RunResults:
         source = self.sources[i]
         if isinstance(source, Image.Image):
             return source.size
-        with Image.open(source) as im:
-            return im.size
+        return image_size(source)
 
     def original_map(self, i: int, preprocess) -> np.ndarray:
         """The anomaly map of image ``i`` on the image's own pixels (resize and letterbox undone)."""

@@ -615,6 +615,13 @@ def serve_command(
     type=click.FloatRange(0),
     help="Seconds a file must stay unchanged (size, time) before it counts as written.",
 )
+@click.option(
+    "--unreadable-after",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds a file that does not decode must stay unchanged before it counts as unreadable.",
+)
 @click.option("--once", is_flag=True, help="Score what is there, then exit (no watching).")
 @click.option(
     "--runtime",
@@ -633,6 +640,7 @@ def watch_command(
     move: bool,
     poll: float,
     settle: float,
+    unreadable_after: float,
     once: bool,
     runtime: str | None,
     batch_size: int,
@@ -660,6 +668,7 @@ def watch_command(
             settle,
             batch_size,
             Decision(decision, min_area),
+            unreadable_after_s=unreadable_after,
         )
         if not once:
             click.echo(f"watching {in_dir} -> {out} (Ctrl-C stops)")
