@@ -15,6 +15,7 @@ from ..config import build_model, resolve_params
 from ..errors import IndadError
 from ..methods import METHODS
 from ..thresholds import DECISION_RULES, Decision
+from .serve_limits import limit_options, server_limits, service_limits
 
 # Errors shown as one clear message, without a traceback: indad's own, and files missing or in the way.
 USER_ERRORS = (IndadError, FileNotFoundError, FileExistsError)
@@ -555,6 +556,7 @@ def app_command(port: int, address: str | None, data_root: str | None, headless:
     default=None,
     help="Bearer token required on every route but /healthz [default: $INDAD_SERVE_TOKEN; none: open].",
 )
+@limit_options
 def serve_command(
     model_path: str,
     host: str,
@@ -571,12 +573,12 @@ def serve_command(
     min_area: int,
     decision: str,
     token: str | None,
+    **limits: Any,
 ) -> None:
     """Serve MODEL over HTTP: POST /v1/predict, GET /v1/model, /healthz, /metrics; OpenAPI docs at /docs."""
     try:
-        import uvicorn
-
         from ..service import ServiceOptions, create_app
+        from ..service.server import run_server
     except ImportError as exc:
         raise click.ClickException(f"indad serve needs its extra: pip install 'indad[serve]' ({exc})") from exc
     from ..inference import open_scorer
@@ -598,8 +600,10 @@ def serve_command(
         token=token or None,
         decode_threads=threads or 2,
         max_queue=max_queue,
+        **service_limits(limits),
     )
-    uvicorn.run(create_app(scorer, options), host=host, port=port, log_level="info", access_log=False)
+    app = create_app(scorer, options)
+    run_server(app, host, port, server_limits(limits), app.state.metrics.refuse)
 
 
 @cli.command("watch")
