@@ -199,12 +199,12 @@ class HotFolder:
             batch = files[start : start + self.batch_size]
             keys = [self._seen[p][0] for p in batch]
             items = [read_input(p, self.scorer.preprocess) for p in batch]
-            retry = [self._retry_later(p, k, item) for p, k, item in zip(batch, keys, items, strict=True)]
-            for path in (p for p, again in zip(batch, retry, strict=True) if again):
-                self._seen.pop(path, None)
-            batch, keys, items = (
-                [x for x, again in zip(xs, retry, strict=True) if not again] for xs in (batch, keys, items)
-            )
+            take = [not self._retry_later(p, k, item) for p, k, item in zip(batch, keys, items, strict=True)]
+            for path in (p for p, scored_now in zip(batch, take, strict=True) if not scored_now):
+                self._seen.pop(path, None)  # read again once it changes (see ready)
+            batch = [p for p, scored_now in zip(batch, take, strict=True) if scored_now]
+            keys = [k for k, scored_now in zip(keys, take, strict=True) if scored_now]
+            items = [item for item, scored_now in zip(items, take, strict=True) if scored_now]
             if not batch:
                 continue
             scored = score_inputs(self.scorer, batch, items, self.in_dir.absolute(), self.out_dir, self.decision)

@@ -95,7 +95,7 @@ def limited_protocol(limits: ServerLimits, refused: Callable[[str], None], overl
         _draining = False
         _app_in_full: Any = None
 
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)  # type: ignore[arg-type]
             self._app_in_full = self.app
             self._arm_header_timer()
@@ -159,7 +159,8 @@ def run_server(app: Any, host: str, port: int, limits: ServerLimits, refused: Ca
 
     async def overloaded(scope: dict[str, Any], receive: Any, send: Any) -> None:
         body = b'{"error":"overloaded","detail":"too many connections and requests at once: try again later"}'
-        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+        length = str(len(body)).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", length), (b"connection", b"close")]
         await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
