@@ -213,6 +213,10 @@ def create_app(scorer: Scorer, options: ServiceOptions | None = None) -> FastAPI
         {"images": options.max_queue, "pixels": options.max_queue_pixels, "bytes": options.max_queue_bytes}
     )
     metrics.waiting.set_function(lambda: admission.held["images"])
+    # A request larger than what the queue may hold at once could never be admitted: too large (413), not busy.
+    body_limit = min(options.max_body_bytes, options.max_queue_bytes)
+    image_limit = min(options.max_images, options.max_queue)
+    pixel_limit = min(options.max_request_pixels, options.max_queue_pixels)
     summary = model_summary(scorer)
 
     @asynccontextmanager
@@ -302,18 +306,16 @@ def create_app(scorer: Scorer, options: ServiceOptions | None = None) -> FastAPI
         def reserve_bytes(n: int) -> None:
             holdings.add(admission.reserve(bytes=n))
 
-        body = await read_body(request, options.max_body_bytes, options.body_timeout_s, reserve_bytes)
-        uploads = await read_uploads(request, body, options.max_images)
-        if len(uploads) > options.max_images:
-            raise RequestError(
-                413, "too_many_images", f"{len(uploads)} images exceed the limit of {options.max_images}"
-            )
+        body = await read_body(request, body_limit, options.body_timeout_s, reserve_bytes)
+        uploads = await read_uploads(request, body, image_limit)
+        if len(uploads) > image_limit:
+            raise RequestError(413, "too_many_images", f"{len(uploads)} images exceed the limit of {image_limit}")
         pixels = sum(w * h for w, h in (probe_upload(data, name, options.max_pixels) for name, data in uploads))
-        if pixels > options.max_request_pixels:
+        if pixels > pixel_limit:
             raise RequestError(
                 413,
                 "too_many_request_pixels",
-                f"the {len(uploads)} images hold {pixels} pixels, over the limit of {options.max_request_pixels}",
+                f"the {len(uploads)} images hold {pixels} pixels, over the limit of {pixel_limit}",
             )
         holdings.add(admission.reserve(images=len(uploads), pixels=pixels))
 

@@ -1,0 +1,146 @@
+"""``indad serve`` under a burst of clients: fast 503s, bounded memory, recovery (issue 23).
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/overload.py [--data-root ../shared/datasets] [--clients 200]
+        [--images 8] [--rounds 2] [--threads 2] [--image-size 128] [--model M.indad] [-- SERVE OPTIONS...]
+
+PatchCore (offline defaults but ``--image-size``) is fitted on hazelnut_reduced
+(or ``--model`` is served). ``indad serve`` runs in a subprocess on 127.0.0.1
+with its default limits (plus any options after ``--``). ``--clients`` threads
+start together and each sends ``--rounds`` requests of ``--images`` images
+(256 x 256 PNG), one after the other. Printed (JSON): answers by status, latency
+of the 200s and of the 503s, the server's resident memory before, at its peak
+(``VmHWM``) and after, and the recovery: a request and ``/healthz`` after the
+burst, and the images still waiting (``indad_images_waiting``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from service import start_server  # benchmarks/service.py, beside this file
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """A process's resident memory now (``VmRSS``) and at its peak (``VmHWM``), MiB (Linux)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = int(value.split()[0]) / 1024
+    return fields
+
+
+def quantiles(values: list[float]) -> dict[str, float]:
+    """p50, p99 and max of latencies (s), in ms."""
+    if not values:
+        return {}
+    values = sorted(values)
+    return {
+        "p50_ms": round(1000 * statistics.median(values), 1),
+        "p99_ms": round(1000 * values[min(len(values) - 1, int(0.99 * len(values)))], 1),
+        "max_ms": round(1000 * values[-1], 1),
+    }
+
+
+def burst(url: str, files: list[tuple[str, bytes]], clients: int, rounds: int) -> dict:
+    """``clients`` threads starting together, each sending ``rounds`` requests of ``files``: statuses and latencies."""
+    parts = [("images", (name, data, "application/octet-stream")) for name, data in files]
+    answers: list[tuple[int | str, float]] = []
+    lock, start = threading.Lock(), threading.Barrier(clients)
+
+    def client() -> None:
+        start.wait()
+        with requests.Session() as session:
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                try:
+                    status: int | str = session.post(f"{url}/v1/predict", files=parts, timeout=300).status_code
+                except requests.RequestException as exc:
+                    status = type(exc).__name__
+                with lock:
+                    answers.append((status, time.perf_counter() - t0))
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    return {
+        "wall_s": round(time.perf_counter() - t0, 2),
+        "statuses": dict(Counter(str(s) for s, _ in answers)),
+        "ok": quantiles([t for s, t in answers if s == 200]),
+        "busy": quantiles([t for s, t in answers if s == 503]),
+    }
+
+
+def waiting(url: str) -> float:
+    """The server's ``indad_images_waiting`` gauge."""
+    for line in requests.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith("indad_images_waiting "):
+            return float(line.split()[1])
+    raise RuntimeError("no indad_images_waiting in /metrics")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "datasets"))
+    parser.add_argument("--model", default=None, help="A model file to serve (default: fit one).")
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--images", type=int, default=8, help="Images per request.")
+    parser.add_argument("--rounds", type=int, default=2, help="Requests per client, one after the other.")
+    parser.add_argument("serve_options", nargs="*", help="More `indad serve` options (after --).")
+    args = parser.parse_args()
+
+    root = Path(args.data_root) / "hazelnut_reduced"
+    images = sorted(p for d in sorted((root / "test").iterdir()) for p in sorted(d.iterdir()))[: args.images]
+    files = [(p.name, p.read_bytes()) for p in images]
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(args.model) if args.model else None
+        if model is None:
+            from indad.methods import PatchCore
+
+            fitted = PatchCore(image_size=args.image_size, progress=False).fit(root, holdout=0.1)
+            model = fitted.save(Path(tmp) / "m.indad")
+        process, url = start_server(model, ["--threads", str(args.threads), *args.serve_options])
+        try:
+            requests.post(f"{url}/v1/predict", files=[("images", f) for f in files], timeout=120)  # warm-up
+            report: dict = {
+                "clients": args.clients,
+                "images_per_request": args.images,
+                "rounds": args.rounds,
+                "serve_options": args.serve_options,
+                "rss_before_mb": round(memory_mb(process.pid)["VmRSS"], 1),
+            }
+            report["burst"] = burst(url, files, args.clients, args.rounds)
+            mem = memory_mb(process.pid)
+            report["rss_peak_mb"], report["rss_after_mb"] = round(mem["VmHWM"], 1), round(mem["VmRSS"], 1)
+            t0 = time.perf_counter()
+            status = requests.post(f"{url}/v1/predict", files=[("images", f) for f in files], timeout=120).status_code
+            report["after"] = {"status": status, "latency_ms": round(1000 * (time.perf_counter() - t0), 1)}
+            t0 = time.perf_counter()
+            requests.get(f"{url}/healthz", timeout=10).raise_for_status()
+            report["after"] |= {"healthz_ms": round(1000 * (time.perf_counter() - t0), 1), "waiting": waiting(url)}
+        finally:
+            process.terminate()
+            process.wait(60)
+    report["cpu"] = os.cpu_count()
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
