@@ -1,7 +1,8 @@
 """``indad serve`` under a burst of clients: fast 503s, bounded memory, recovery (issue 23).
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/overload.py [--data-root ../shared/datasets] [--clients 200]
-        [--images 8] [--rounds 2] [--threads 2] [--image-size 128] [--model M.indad] [-- SERVE OPTIONS...]
+        [--images 8] [--rounds 2] [--threads 2] [--image-size 128] [--model M.indad] [--unbounded]
+        [-- SERVE OPTIONS...]
 
 PatchCore (offline defaults but ``--image-size``) is fitted on hazelnut_reduced
 (or ``--model`` is served). ``indad serve`` runs in a subprocess on 127.0.0.1
@@ -10,7 +11,9 @@ start together and each sends ``--rounds`` requests of ``--images`` images
 (256 x 256 PNG), one after the other. Printed (JSON): answers by status, latency
 of the 200s and of the 503s, the server's resident memory before, at its peak
 (``VmHWM``) and after, and the recovery: a request and ``/healthz`` after the
-burst, and the images still waiting (``indad_images_waiting``).
+burst, and the images still waiting (``indad_images_waiting``). With
+``--unbounded``, the same burst (one round) against a server whose limits are
+out of reach, as admission was before issue 23, in the same run.
 """
 
 from __future__ import annotations
@@ -94,6 +97,32 @@ def waiting(url: str) -> float:
     raise RuntimeError("no indad_images_waiting in /metrics")
 
 
+# Limits raised out of reach: admission as before issue 23 (everything accepted), for comparison.
+UNBOUNDED = ["--max-queue", "1000000", "--max-queue-pixels", str(10**13), "--max-queue-mb", "1000000",
+             "--max-connections", "100000", "--body-timeout", "3600"]  # fmt: skip
+
+
+def measure(model: Path, options: list[str], files: list[tuple[str, bytes]], clients: int, rounds: int) -> dict:
+    """One server with ``options``: the burst, its memory before / at peak / after, and the recovery."""
+    process, url = start_server(model, options)
+    try:
+        requests.post(f"{url}/v1/predict", files=[("images", f) for f in files], timeout=120)  # warm-up
+        report: dict = {"serve_options": options, "rss_before_mb": round(memory_mb(process.pid)["VmRSS"], 1)}
+        report["burst"] = burst(url, files, clients, rounds)
+        mem = memory_mb(process.pid)
+        report["rss_peak_mb"], report["rss_after_mb"] = round(mem["VmHWM"], 1), round(mem["VmRSS"], 1)
+        t0 = time.perf_counter()
+        status = requests.post(f"{url}/v1/predict", files=[("images", f) for f in files], timeout=600).status_code
+        report["after"] = {"status": status, "latency_ms": round(1000 * (time.perf_counter() - t0), 1)}
+        t0 = time.perf_counter()
+        requests.get(f"{url}/healthz", timeout=10).raise_for_status()
+        report["after"] |= {"healthz_ms": round(1000 * (time.perf_counter() - t0), 1), "waiting": waiting(url)}
+    finally:
+        process.terminate()
+        process.wait(60)
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "datasets"))
@@ -103,12 +132,16 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--images", type=int, default=8, help="Images per request.")
     parser.add_argument("--rounds", type=int, default=2, help="Requests per client, one after the other.")
+    parser.add_argument(
+        "--unbounded", action="store_true", help="Also run one round with the limits out of reach, for comparison."
+    )
     parser.add_argument("serve_options", nargs="*", help="More `indad serve` options (after --).")
     args = parser.parse_args()
 
     root = Path(args.data_root) / "hazelnut_reduced"
     images = sorted(p for d in sorted((root / "test").iterdir()) for p in sorted(d.iterdir()))[: args.images]
     files = [(p.name, p.read_bytes()) for p in images]
+    report: dict = {"clients": args.clients, "images_per_request": args.images, "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(args.model) if args.model else None
         if model is None:
@@ -116,29 +149,10 @@ def main() -> None:
 
             fitted = PatchCore(image_size=args.image_size, progress=False).fit(root, holdout=0.1)
             model = fitted.save(Path(tmp) / "m.indad")
-        process, url = start_server(model, ["--threads", str(args.threads), *args.serve_options])
-        try:
-            requests.post(f"{url}/v1/predict", files=[("images", f) for f in files], timeout=120)  # warm-up
-            report: dict = {
-                "clients": args.clients,
-                "images_per_request": args.images,
-                "rounds": args.rounds,
-                "serve_options": args.serve_options,
-                "rss_before_mb": round(memory_mb(process.pid)["VmRSS"], 1),
-            }
-            report["burst"] = burst(url, files, args.clients, args.rounds)
-            mem = memory_mb(process.pid)
-            report["rss_peak_mb"], report["rss_after_mb"] = round(mem["VmHWM"], 1), round(mem["VmRSS"], 1)
-            t0 = time.perf_counter()
-            status = requests.post(f"{url}/v1/predict", files=[("images", f) for f in files], timeout=120).status_code
-            report["after"] = {"status": status, "latency_ms": round(1000 * (time.perf_counter() - t0), 1)}
-            t0 = time.perf_counter()
-            requests.get(f"{url}/healthz", timeout=10).raise_for_status()
-            report["after"] |= {"healthz_ms": round(1000 * (time.perf_counter() - t0), 1), "waiting": waiting(url)}
-        finally:
-            process.terminate()
-            process.wait(60)
-    report["cpu"] = os.cpu_count()
+        options = ["--threads", str(args.threads), *args.serve_options]
+        report["limited"] = measure(model, options, files, args.clients, args.rounds) | {"rounds": args.rounds}
+        if args.unbounded:
+            report["unbounded"] = measure(model, [*options, *UNBOUNDED], files, args.clients, 1) | {"rounds": 1}
     print(json.dumps(report, indent=2))
 
 

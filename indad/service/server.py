@@ -84,9 +84,9 @@ def log_config(window_s: float) -> dict[str, Any]:
 
 
 def limited_protocol(limits: ServerLimits, refused: Callable[[str], None], overloaded: Any) -> type[H11Protocol]:
-    """uvicorn's h11 protocol with a header timeout, a connection limit answered by the ASGI app ``overloaded``
-    (``refused("overloaded")`` counts it), and a drain that lets idle connections bring one last request.
-    ``refused("header_timeout")`` counts connections closed for slow headers."""
+    """uvicorn's h11 protocol with a header timeout, a connection limit answered by the ASGI app ``overloaded``,
+    and a drain that lets idle connections bring one last request. ``refused("header_timeout")`` counts the
+    connections closed with a request's headers unfinished."""
 
     class LimitedH11Protocol(H11Protocol):
         """One HTTP connection, with the limits of :class:`ServerLimits`."""
@@ -107,8 +107,6 @@ def limited_protocol(limits: ServerLimits, refused: Callable[[str], None], overl
         def handle_events(self) -> None:
             full = len(self.connections) > limits.max_connections or len(self.tasks) >= limits.max_connections
             self.app = overloaded if full else self._app_in_full
-            if full:
-                refused("overloaded")
             super().handle_events()
             if self.conn.their_state is not h11.IDLE:  # a request's headers have come
                 self._cancel_header_timer()
@@ -158,6 +156,7 @@ def run_server(app: Any, host: str, port: int, limits: ServerLimits, refused: Ca
     import uvicorn
 
     async def overloaded(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        refused("overloaded")
         body = b'{"error":"overloaded","detail":"too many connections and requests at once: try again later"}'
         length = str(len(body)).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", length), (b"connection", b"close")]
