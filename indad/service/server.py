@@ -108,7 +108,7 @@ def limited_protocol(limits: ServerLimits, refused: Callable[[str], None], overl
             full = len(self.connections) > limits.max_connections or len(self.tasks) >= limits.max_connections
             self.app = overloaded if full else self._app_in_full
             super().handle_events()
-            if self.conn.their_state is not h11.IDLE:  # a request's headers have come
+            if self.cycle is not None and not self.cycle.response_complete:  # a request's headers have come
                 self._cancel_header_timer()
             if self._draining and self.cycle is not None and not self.cycle.response_complete:
                 self.cycle.keep_alive = False
@@ -142,9 +142,10 @@ def limited_protocol(limits: ServerLimits, refused: Callable[[str], None], overl
                 self._header_timer = None
 
         def _header_timeout(self) -> None:
+            """No request began in time: close (after an early answer too, its client still sending the body)."""
             self._header_timer = None
-            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-                if self.conn.trailing_data[0]:  # part of a request came (an idle connection is just closed)
+            if not self.transport.is_closing():
+                if self.conn.trailing_data[0] or self.conn.their_state is not h11.IDLE:  # a request, unfinished
                     refused("header_timeout")
                 self.transport.close()
 

@@ -29,11 +29,15 @@ async def read_body(
 ) -> bytes:
     """The request body; a 413 :class:`RequestError` as soon as it is known to exceed ``limit`` bytes, a 408 one
     when it has not all arrived ``timeout_s`` seconds after the headers. ``reserve(n)`` is called before ``n`` more
-    bytes are kept (it may refuse them by raising). A client that hangs up raises Starlette's ``ClientDisconnect``.
+    bytes are kept (it may refuse them by raising): once for a declared length, before anything is read, else
+    for each chunk. A client that hangs up raises Starlette's ``ClientDisconnect``.
     """
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise RequestError(413, "body_too_large", f"request body of {int(declared)} bytes exceeds the limit of {limit}")
+    if declared.isdigit() and reserve is not None:
+        reserve(int(declared))
+        reserve = None
     deadline = None if timeout_s is None else asyncio.get_running_loop().time() + timeout_s
     chunks, size = [], 0
     stream = request.stream()

@@ -209,6 +209,19 @@ def test_a_slow_body_gets_408_and_a_kept_alive_idle_connection_is_closed(limited
         sock.sendall(request_bytes("GET", "/healthz"))
         assert read_response(sock).status == 200
         assert closed_within(sock, 3.0) is not None  # --keep-alive 1
+    # Answered at once (413 from the declared length), its client then trickling the body: closed all the same.
+    with connect(limited.url) as sock:
+        head = request_bytes("POST", "/v1/predict?name=a.png", b"")
+        sock.sendall(head.replace(b"Content-Length: 0", f"Content-Length: {2**30}".encode()))
+        assert read_response(sock, timeout=5).status == 413
+        stop, closed = time.monotonic() + HEADER_TIMEOUT + 2.0, False
+        while time.monotonic() < stop and not closed:
+            try:
+                sock.sendall(b"x" * 100)
+                closed = closed_within(sock, 0.2) is not None
+            except OSError:
+                closed = True
+        assert closed
 
 
 def test_past_max_connections_requests_get_503_overloaded_at_once(limited: Limited):
