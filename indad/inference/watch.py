@@ -79,7 +79,7 @@ def unique_destination(path: Path, taken: set[Path]) -> Path:
 def arrived_files(in_dir: Path, skip: Path) -> list[Path]:
     """The files under ``in_dir`` (recursively, by path), leaving out hidden files and folders and ``skip``."""
     found = []
-    for root, dirs, files in os.walk(in_dir):
+    for root, dirs, files in os.walk(in_dir, followlinks=True):  # as a recursive glob does
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (Path(root) / d).resolve() != skip)
         found += [Path(root) / f for f in files if not f.startswith(".")]
     return sorted(found)
