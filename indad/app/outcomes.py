@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ..data import read_image, read_mask, scan_test
+from ..data.images import image_size
 from ..data.transforms import Preprocess
 from ..errors import InputError
 from ..inference.visualize import map_to_original
@@ -51,8 +52,7 @@ class RunResults:
         source = self.sources[i]
         if isinstance(source, Image.Image):
             return source.size
-        with Image.open(source) as im:
-            return im.size
+        return image_size(source)
 
     def original_map(self, i: int, preprocess: Preprocess) -> np.ndarray:
         """The anomaly map of image ``i`` on the image's own pixels (resize and letterbox undone)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -19,6 +20,7 @@ from .options import (
     threads_option,
     user_error,
 )
+from .serve_limits import limit_options, server_limits, service_limits
 
 
 @click.command("serve")
@@ -65,6 +67,7 @@ from .options import (
     default=None,
     help="Bearer token required on every route but /healthz [default: $INDAD_SERVE_TOKEN; none: open].",
 )
+@limit_options
 def serve_command(
     model_path: str,
     host: str,
@@ -81,12 +84,12 @@ def serve_command(
     min_area: int,
     decision: str,
     token: str | None,
+    **limits: Any,
 ) -> None:
     """Serve MODEL over HTTP: POST /v1/predict, GET /v1/model, /healthz, /metrics; OpenAPI docs at /docs."""
     try:
-        import uvicorn
-
         from ..service import ServiceOptions, create_app
+        from ..service.server import run_server
     except ImportError as exc:
         raise click.ClickException(f"indad serve needs its extra: pip install 'indad[serve]' ({exc})") from exc
     from ..inference import open_scorer
@@ -108,8 +111,10 @@ def serve_command(
         token=token or None,
         decode_threads=threads or 2,
         max_queue=max_queue,
+        **service_limits(limits),
     )
-    uvicorn.run(create_app(scorer, options), host=host, port=port, log_level="info", access_log=False)
+    app = create_app(scorer, options)
+    run_server(app, host, port, server_limits(limits), app.state.metrics.refuse)
 
 
 @click.command("watch")
@@ -125,6 +130,13 @@ def serve_command(
     type=click.FloatRange(0),
     help="Seconds a file must stay unchanged (size, time) before it counts as written.",
 )
+@click.option(
+    "--unreadable-after",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds a file that does not decode must stay unchanged before it counts as unreadable.",
+)
 @click.option("--once", is_flag=True, help="Score what is there, then exit (no watching).")
 @runtime_option
 @batch_size_option
@@ -138,6 +150,7 @@ def watch_command(
     move: bool,
     poll: float,
     settle: float,
+    unreadable_after: float,
     once: bool,
     runtime: str | None,
     batch_size: int,
@@ -165,6 +178,7 @@ def watch_command(
             settle,
             batch_size,
             Decision(decision, min_area),
+            unreadable_after_s=unreadable_after,
         )
         if not once:
             click.echo(f"watching {in_dir} -> {out} (Ctrl-C stops)")

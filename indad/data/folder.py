@@ -13,7 +13,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import DatasetLayoutError, ImageReadError, InputError
-from .images import read_image, read_mask, to_rgb
+from .images import image_size, read_image, read_mask, to_rgb
 from .layout import Sample, is_paths, path_samples
 from .transforms import Preprocess
 
@@ -144,8 +144,8 @@ def first_image_size(data: Any) -> tuple[int, int]:
     if is_paths(data):
         path = path_samples(data, "train")[0].path
         try:
-            with Image.open(path) as im:
-                return im.height, im.width
+            width, height = image_size(path)
+            return height, width
         except OSError as exc:
             raise ImageReadError(f"cannot read image {path}: {exc}") from exc
     if isinstance(data, Sequence) and data and isinstance(data[0], (Image.Image, np.ndarray)):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageReadError
 
+EXIF_ORIENTATION = 0x0112  # the EXIF tag saying how a camera held the picture (1: upright)
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"})
 
 
@@ -27,8 +28,16 @@ def list_images(folder: str | os.PathLike, recursive: bool = False) -> list[Path
     return sorted(p for p in folder.glob(pattern) if p.is_file() and is_image_file(p))
 
 
-def decode_image(source: str | os.PathLike | BinaryIO, name: str | os.PathLike) -> Image.Image:
-    """An image read fully from a path or file object, in its own mode (palette images as RGBA).
+def upright(im: Image.Image) -> Image.Image:
+    """``im`` turned as its EXIF orientation says (a phone's "rotate 90" picture stood up); itself when upright."""
+    if im.getexif().get(EXIF_ORIENTATION, 1) in (0, 1):
+        return im
+    return ImageOps.exif_transpose(im)
+
+
+def decode_image(source: str | os.PathLike | IO[bytes], name: str | os.PathLike) -> Image.Image:
+    """An image read fully from a path or file object, in its own mode (palette images as RGBA), stood upright
+    as its EXIF orientation says.
 
     Raises :class:`ImageReadError` naming ``name``; its cause is Pillow's error
     (``UnidentifiedImageError`` when the data is not an image at all).
@@ -36,9 +45,27 @@ def decode_image(source: str | os.PathLike | BinaryIO, name: str | os.PathLike) 
     try:
         with Image.open(source) as im:
             im.load()
+            turned = upright(im)
+            if turned is not im:
+                return turned if turned.mode != "P" else turned.convert("RGBA")
             return im.copy() if im.mode != "P" else im.convert("RGBA")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(f"cannot read image {name}: {exc}") from exc
+
+
+def upright_size(im: Image.Image) -> tuple[int, int]:
+    """``(width, height)`` of an opened image once stood upright (from its header: nothing decoded)."""
+    swapped = im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8)  # the four orientations turned by 90 degrees
+    return (im.height, im.width) if swapped else (im.width, im.height)
+
+
+def image_size(source: str | os.PathLike | IO[bytes]) -> tuple[int, int]:
+    """``(width, height)`` of an image file as :func:`decode_image` gives it (its header only is read).
+
+    Raises :class:`OSError` (Pillow's errors) when the header cannot be read.
+    """
+    with Image.open(source) as im:
+        return upright_size(im)
 
 
 def _open(path: Path) -> Image.Image:

@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.images import list_images
+from ..data.images import is_image_file
 from ..errors import InputError
 from ..files import csv_text, remove_partials, write_atomic
 from ..thresholds import Decision
@@ -33,6 +34,8 @@ LEDGER = "predictions.jsonl"
 TABLE = "predictions.csv"
 # Where --move puts a scored file, by its decision (an unreadable file: error).
 MOVE_FOLDERS = {"good": "ok", "defective": "ng", "": "error"}
+# Most reads of a file that does not decode while it keeps changing (a writer pausing mid-file) before it is unreadable.
+MAX_READS = 5
 
 
 def file_key(rel: Path, stat: os.stat_result) -> str:
@@ -74,15 +77,29 @@ def unique_destination(path: Path, taken: set[Path]) -> Path:
     return candidate
 
 
+def arrived_files(in_dir: Path, skip: Path) -> list[Path]:
+    """The files under ``in_dir`` (recursively, by path), leaving out hidden files and folders and ``skip``."""
+    found = []
+    for root, dirs, files in os.walk(in_dir, followlinks=True):  # as a recursive glob does
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (Path(root) / d).resolve() != skip)
+        found += [Path(root) / f for f in files if not f.startswith(".")]
+    return sorted(found)
+
+
 @dataclass
 class HotFolder:
     """Scores the images arriving in ``in_dir`` once each; results and pictures in ``out_dir``.
 
     A file is scored once it is complete: unchanged in size and modification
-    time for ``settle_s`` seconds (hidden files, such as a writer's partial
-    ``.name.part``, are never taken: writing under a hidden name and renaming is
-    the surest hand-over). With ``move``, a scored file is moved to
-    ``out_dir/ok``, ``ng`` or ``error`` (unreadable), keeping its relative path.
+    time for ``settle_s`` seconds (hidden files and files in hidden folders, such
+    as a writer's partial ``.name.part`` or ``.staging/name``, are never taken:
+    writing under a hidden name and renaming is the surest hand-over). A file that
+    does not decode is read again each time it changes (a writer that paused),
+    up to ``max_reads`` reads, and counts as unreadable once it has stayed the
+    same for ``unreadable_after_s`` seconds after a failed read. With ``move``, a
+    scored file is moved to ``out_dir/ok``, ``ng`` or ``error`` (unreadable),
+    keeping its relative path; a file that is not an image by its extension is
+    reported once and, with ``move``, moved to ``error`` (it gets no result line).
     """
 
     scorer: Scorer
@@ -93,8 +110,13 @@ class HotFolder:
     batch_size: int = 16
     decision: Decision = field(default_factory=Decision)
     clock: Callable[[], float] = time.monotonic
+    unreadable_after_s: float = 10.0
+    max_reads: int = MAX_READS
     _done: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)  # file key -> its ledger record
     _seen: dict[Path, tuple[str, float]] = field(default_factory=dict, init=False)  # file -> (key, first seen)
+    _failed: dict[Path, tuple[str, float, int]] = field(default_factory=dict, init=False)  # (key, when, reads)
+    _others: dict[Path, tuple[str, float]] = field(default_factory=dict, init=False)  # non-images, as _seen
+    _reported: set[str] = field(default_factory=set, init=False)  # keys of the non-image files reported
 
     def __post_init__(self) -> None:
         self.in_dir, self.out_dir = Path(self.in_dir), Path(self.out_dir)
@@ -111,27 +133,65 @@ class HotFolder:
 
     def ready(self) -> list[Path]:
         """The input files complete and not yet scored (finishing the moves a restart left undone), by path."""
-        now, ready, current = self.clock(), [], {}
-        skip = self.out_dir.resolve()
-        for path in list_images(self.in_dir, recursive=True):
-            if skip == path.resolve() or skip in path.resolve().parents:
-                continue
+        now, ready, current, others = self.clock(), [], {}, {}
+        for path in arrived_files(self.in_dir, self.out_dir.resolve()):
             try:
                 key = file_key(path.relative_to(self.in_dir), path.stat())
             except FileNotFoundError:  # gone between the listing and now
                 continue
-            if key in self._done:
-                if self.move:  # scored before a crash, or by a run without --move
-                    record = self._done[key]
-                    self._move(path, Path(record.get("moved_to") or self._destination(path, record["row"], set())))
+            if not is_image_file(path):
+                seen_key, since = self._others.get(path, (key, now))
+                others[path] = (key, since if seen_key == key else now)
+                if now - others[path][1] >= self.settle_s:
+                    self._not_an_image(path, key)
+                continue
+            if key in self._done and not self._arrived_again(path, key):
+                continue
+            if path in self._failed and self._failed[path][0] == key:  # unreadable, and unchanged since
+                if now - self._failed[path][1] >= self.unreadable_after_s:
+                    ready.append(path)
+                current[path] = (key, self._failed[path][1])
                 continue
             seen_key, since = self._seen.get(path, (key, now))
             since = since if seen_key == key else now
             current[path] = (key, since)
             if now - since >= self.settle_s:
                 ready.append(path)
-        self._seen = current
+        self._seen, self._others = current, others
+        self._failed = {p: f for p, f in self._failed.items() if p in current}
         return ready
+
+    def _arrived_again(self, path: Path, key: str) -> bool:
+        """Whether a recorded file is a new arrival: with ``move``, one whose earlier copy was moved already (a file
+        dropped again with its time kept). Else, with ``move``, the move a restart left undone is finished."""
+        if not self.move:
+            return False
+        record = self._done[key]
+        moved_to = record.get("moved_to")
+        if moved_to and Path(moved_to).exists():
+            return True
+        self._move(path, Path(moved_to or self._destination(path, record["row"], set())))
+        return False
+
+    def _not_an_image(self, path: Path, key: str) -> None:
+        """Report a file that is not an image (by its extension) once; with ``move``, move it to ``error``."""
+        if key not in self._reported:
+            self._reported.add(key)
+            action = "moved to error/" if self.move else "left in place"
+            print(f"skipped: {path}: not an image file (by its extension): {action}", file=sys.stderr)
+        if self.move:
+            self._move(path, unique_destination(self.out_dir / MOVE_FOLDERS[""] / path.relative_to(self.in_dir), set()))
+
+    def _retry_later(self, path: Path, key: str, item: dict[str, Any]) -> bool:
+        """Whether an unreadable file is to be read again (it exists, was not read ``max_reads`` times, and has
+        changed since its last failed read); if so it is remembered as failed now."""
+        if not item["error"] or not path.is_file():
+            return False
+        last_key, _, reads = self._failed.get(path, ("", 0.0, 0))
+        if last_key == key or reads + 1 >= self.max_reads:
+            return False
+        self._failed[path] = (key, self.clock(), reads + 1)
+        return True
 
     def score(self, files: list[Path]) -> list[dict]:
         """Score ``files`` (batches of ``batch_size``), record each in the ledger and CSV, move it if asked."""
@@ -140,6 +200,14 @@ class HotFolder:
             batch = files[start : start + self.batch_size]
             keys = [self._seen[p][0] for p in batch]
             items = [read_input(p, self.scorer.preprocess) for p in batch]
+            take = [not self._retry_later(p, k, item) for p, k, item in zip(batch, keys, items, strict=True)]
+            for path in (p for p, scored_now in zip(batch, take, strict=True) if not scored_now):
+                self._seen.pop(path, None)  # read again once it changes (see ready)
+            batch = [p for p, scored_now in zip(batch, take, strict=True) if scored_now]
+            keys = [k for k, scored_now in zip(keys, take, strict=True) if scored_now]
+            items = [item for item, scored_now in zip(items, take, strict=True) if scored_now]
+            if not batch:
+                continue
             scored = score_inputs(self.scorer, batch, items, self.in_dir.absolute(), self.out_dir, self.decision)
             records: list[dict[str, Any]] = []
             taken: set[Path] = set()
@@ -164,6 +232,7 @@ class HotFolder:
             for path, record in zip(batch, records, strict=True):
                 self._done[record["key"]] = record
                 self._seen.pop(path, None)
+                self._failed.pop(path, None)
                 if self.move:
                     self._move(path, Path(record["moved_to"]))
             rows += scored
@@ -196,7 +265,7 @@ class HotFolder:
             ready = self.ready()
             if ready:
                 count += len(self.score(ready))
-            elif once and not self._seen:
+            elif once and not self._seen and not (self.move and self._others):
                 break
             stop.wait(poll_s)
         return count

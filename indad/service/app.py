@@ -16,9 +16,11 @@ import anyio
 import numpy as np
 import torch
 from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from PIL import Image
 from pydantic import BaseModel
+from starlette.requests import ClientDisconnect
 
 from ..errors import IndadError
 from ..inference.folder import PNG_LEVEL
@@ -27,9 +29,10 @@ from ..inference.visualize import heatmap_image, map_to_original
 from ..regions import find_regions
 from ..thresholds import Decision
 from ..version import __version__
+from .admission import Admission, Holdings
 from .batcher import MicroBatcher
-from .metrics import Metrics
-from .uploads import RequestError, decode_upload, read_body, read_uploads
+from .metrics import REFUSALS, Metrics
+from .uploads import RequestError, decode_upload, probe_upload, read_body, read_uploads
 
 ROUTES = ("/v1/predict", "/v1/model", "/healthz", "/metrics", "/docs", "/openapi.json")
 OPEN_ROUTES = ("/healthz",)
@@ -56,7 +59,13 @@ class ServiceOptions:
     decode_threads:
         Threads decoding uploads and drawing results (the scorer has its own).
     max_queue:
-        Most images waiting to be scored; a request that would queue more gets 503 (busy: try again).
+        Most images admitted and not yet answered; a request that would pass it gets 503 (busy: try again).
+    max_request_pixels:
+        Most pixels of all the images of one request (413 above it; checked from the headers before decoding).
+    max_queue_pixels, max_queue_bytes:
+        Most pixels of the images admitted, and bytes of request bodies held, at once (503 busy past either).
+    body_timeout_s:
+        A request's body must have arrived this many seconds after its headers (408 otherwise); None: no limit.
     """
 
     max_batch: int = 16
@@ -68,6 +77,10 @@ class ServiceOptions:
     token: str | None = None
     decode_threads: int = 2
     max_queue: int = 256
+    max_request_pixels: int = 100_000_000
+    max_queue_pixels: int = 400_000_000
+    max_queue_bytes: int = 512 * 2**20
+    body_timeout_s: float | None = 60.0
 
 
 class RegionOut(BaseModel):
@@ -126,12 +139,13 @@ PREDICT_BODY = {
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in (
-        (400, "empty upload, no images, bad multipart"),
+        (400, "empty upload, no images, bad multipart, bad query parameter"),
         (401, "missing or wrong bearer token"),
-        (413, "body or image too large"),
+        (408, "the body did not arrive in time"),
+        (413, "body, image or request too large, too many images"),
         (415, "not an image"),
         (422, "truncated or corrupt image"),
-        (503, "busy: too many images waiting (retry later)"),
+        (503, "busy or overloaded: too many images, pixels or connections at once (retry later)"),
     )
 }
 
@@ -179,9 +193,11 @@ def _authorized(request: Request, token: str | None) -> bool:
 
 
 def error_response(metrics: Metrics, status: int, kind: str, detail: str) -> JSONResponse:
-    """An :class:`ErrorResponse`, counted."""
+    """An :class:`ErrorResponse`, counted (a refusal for load also by its reason)."""
     metrics.errors.labels(kind).inc()
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if kind in REFUSALS:
+        metrics.refuse(kind)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {"Connection": "close"} if status == 408 else None
     return JSONResponse({"error": kind, "detail": detail}, status_code=status, headers=headers)
 
 
@@ -191,6 +207,14 @@ def create_app(scorer: Scorer, options: ServiceOptions | None = None) -> FastAPI
     metrics = Metrics()
     batcher = MicroBatcher(scorer, options.max_batch, options.max_wait_ms / 1000.0, metrics.record_batch)
     limiter = anyio.CapacityLimiter(options.decode_threads)
+    admission = Admission(
+        {"images": options.max_queue, "pixels": options.max_queue_pixels, "bytes": options.max_queue_bytes}
+    )
+    metrics.waiting.set_function(lambda: admission.held["images"])
+    # A request larger than what the queue may hold at once could never be admitted: too large (413), not busy.
+    body_limit = min(options.max_body_bytes, options.max_queue_bytes)
+    image_limit = min(options.max_images, options.max_queue)
+    pixel_limit = min(options.max_request_pixels, options.max_queue_pixels)
     summary = model_summary(scorer)
 
     @asynccontextmanager
@@ -208,6 +232,7 @@ def create_app(scorer: Scorer, options: ServiceOptions | None = None) -> FastAPI
         lifespan=lifespan,
     )
     app.state.batcher, app.state.metrics, app.state.options = batcher, metrics, options
+    app.state.admission = admission
 
     @app.middleware("http")
     async def count_and_guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -225,6 +250,16 @@ def create_app(scorer: Scorer, options: ServiceOptions | None = None) -> FastAPI
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> JSONResponse:
         return error_response(metrics, exc.status, exc.kind, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return error_response(metrics, 400, "bad_parameter", problems)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        metrics.errors.labels("client_disconnect").inc()
+        return Response(status_code=499)  # nobody reads it: the status is for the metrics and logs
 
     @app.exception_handler(IndadError)
     async def indad_error(request: Request, exc: IndadError) -> JSONResponse:
@@ -256,20 +291,40 @@ def create_app(scorer: Scorer, options: ServiceOptions | None = None) -> FastAPI
         (``?name=`` names it). Each image gets its score, normalised score (score / threshold), decision and defect
         regions (original-image pixels); ``?heatmap=true`` adds its heatmap as a base64 PNG. Any unusable upload
         refuses the whole request with an error naming it."""
-        body = await read_body(request, options.max_body_bytes)
-        uploads = await read_uploads(request, body, options.max_images)
-        if len(uploads) > options.max_images:
+        holdings = Holdings()
+        try:
+            return await answer(request, heatmap, holdings)
+        finally:
+            holdings.release_all()
+
+    async def answer(request: Request, heatmap: bool, holdings: Holdings) -> dict[str, Any]:
+        """The results of a predict request; what it holds reserved in ``holdings`` (see :class:`Admission`)."""
+        if admission.full("images"):  # refused before its body is read
+            raise RequestError(503, "busy", f"{admission.held['images']} images are waiting to be scored: try again")
+
+        def reserve_bytes(n: int) -> None:
+            holdings.add(admission.reserve(bytes=n))
+
+        body = await read_body(request, body_limit, options.body_timeout_s, reserve_bytes)
+        uploads = await read_uploads(request, body, image_limit)
+        if len(uploads) > image_limit:
+            raise RequestError(413, "too_many_images", f"{len(uploads)} images exceed the limit of {image_limit}")
+        pixels = sum(w * h for w, h in (probe_upload(data, name, options.max_pixels) for name, data in uploads))
+        if pixels > pixel_limit:
             raise RequestError(
-                413, "too_many_images", f"{len(uploads)} images exceed the limit of {options.max_images}"
+                413,
+                "too_many_request_pixels",
+                f"the {len(uploads)} images hold {pixels} pixels, over the limit of {pixel_limit}",
             )
+        holdings.add(admission.reserve(images=len(uploads), pixels=pixels))
 
         def decode_all() -> tuple[list[Image.Image], list[torch.Tensor]]:
-            images = [decode_upload(data, name, options.max_pixels) for name, data in uploads]
+            images = [decode_upload(data, name) for name, data in uploads]
             return images, [scorer.preprocess.image(im) for im in images]
 
-        if batcher.pending() + len(uploads) > options.max_queue:
-            raise RequestError(503, "busy", f"{batcher.pending()} images are waiting to be scored: try again")
         originals, tensors = await anyio.to_thread.run_sync(decode_all, limiter=limiter)
+        if await request.is_disconnected():  # its client has gone: nothing to score for
+            raise ClientDisconnect()
         scored = await asyncio.gather(*(asyncio.wrap_future(batcher.submit(t)) for t in tensors))
 
         def describe_all() -> list[dict[str, Any]]:

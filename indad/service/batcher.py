@@ -98,7 +98,7 @@ class MicroBatcher:
                 for _, future in batch:
                     future.set_exception(exc)
                 continue
+            if self.on_batch is not None:  # counted before any of its requests can be answered
+                self.on_batch(len(batch))
             for (_, future), score, amap in zip(batch, scores, maps, strict=True):
                 future.set_result((float(score), np.asarray(amap)))
-            if self.on_batch is not None:
-                self.on_batch(len(batch))

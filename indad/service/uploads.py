@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import UploadFile
@@ -22,16 +24,38 @@ class RequestError(InputError):
         self.status, self.kind = status, kind
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body; a 413 :class:`RequestError` as soon as it is known to exceed ``limit`` bytes."""
+async def read_body(
+    request: Request, limit: int, timeout_s: float | None = None, reserve: Callable[[int], Any] | None = None
+) -> bytes:
+    """The request body; a 413 :class:`RequestError` as soon as it is known to exceed ``limit`` bytes, a 408 one
+    when it has not all arrived ``timeout_s`` seconds after the headers. ``reserve(n)`` is called before ``n`` more
+    bytes are kept (it may refuse them by raising): once for a declared length, before anything is read, else
+    for each chunk. A client that hangs up raises Starlette's ``ClientDisconnect``.
+    """
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise RequestError(413, "body_too_large", f"request body of {int(declared)} bytes exceeds the limit of {limit}")
+    if declared.isdigit() and reserve is not None:
+        reserve(int(declared))
+        reserve = None
+    deadline = None if timeout_s is None else asyncio.get_running_loop().time() + timeout_s
     chunks, size = [], 0
-    async for chunk in request.stream():
+    stream = request.stream()
+    while True:
+        try:
+            remaining = None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
+            chunk = await asyncio.wait_for(anext(stream), remaining)
+        except StopAsyncIteration:
+            break
+        except TimeoutError as exc:
+            raise RequestError(
+                408, "body_timeout", f"the request body did not arrive within {timeout_s} s ({size} bytes came)"
+            ) from exc
         size += len(chunk)
         if size > limit:
             raise RequestError(413, "body_too_large", f"request body exceeds the limit of {limit} bytes")
+        if reserve is not None and chunk:
+            reserve(len(chunk))
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -51,6 +75,10 @@ async def read_uploads(request: Request, body: bytes, max_images: int) -> list[t
     try:
         form = await parser.parse()
     except MultiPartException as exc:
+        if str(exc).startswith("Too many files"):  # the parser stops at the first file past max_images
+            raise RequestError(
+                413, "too_many_images", f"more than {max_images} images in one request (the limit)"
+            ) from exc
         raise RequestError(400, "bad_multipart", f"cannot read the multipart body: {exc}") from exc
     uploads = []
     for field, value in form.multi_items():
@@ -62,12 +90,21 @@ async def read_uploads(request: Request, body: bytes, max_images: int) -> list[t
     return uploads
 
 
-def decode_upload(data: bytes, name: str, max_pixels: int) -> Image.Image:
-    """An uploaded image as 8-bit RGB; a :class:`RequestError` naming ``name`` when it cannot be used.
+def looks_like_image(data: bytes) -> bool:
+    """Whether ``data`` starts as some image format Pillow knows does (its signature), decodable or not."""
+    Image.init()
+    head = data[:32]
+    return any(accept is not None and accept(head) for _, accept in Image.OPEN.values())
 
-    Empty data (400), data that is not an image (415), an image of more than
-    ``max_pixels`` pixels (413, checked from its header before decoding: no
-    decompression bombs) and a truncated or corrupt image (422) are refused.
+
+def probe_upload(data: bytes, name: str, max_pixels: int) -> tuple[int, int]:
+    """``(width, height)`` of an upload from its header (nothing decoded); a :class:`RequestError` naming ``name``
+    when it cannot be used.
+
+    Empty data (400), data in no known image format (415), an image of more than
+    ``max_pixels`` pixels (413: no decompression bombs) are refused; so is data
+    that starts as a known format but whose header cannot be read (422, as an
+    image that fails to decode: :func:`decode_upload`).
     """
     if not data:
         raise RequestError(400, "empty_image", f"{name}: empty upload (0 bytes)")
@@ -76,16 +113,22 @@ def decode_upload(data: bytes, name: str, max_pixels: int) -> Image.Image:
             width, height = probe.size
     except Image.DecompressionBombError as exc:
         raise RequestError(413, "too_many_pixels", f"{name}: {exc}") from exc
-    except UnidentifiedImageError as exc:
-        raise RequestError(415, "not_an_image", f"{name}: not an image (no known image format)") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise RequestError(422, "unreadable_image", f"{name}: unreadable image header ({exc})") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, UnidentifiedImageError) and not looks_like_image(data):
+            raise RequestError(415, "not_an_image", f"{name}: not an image (no known image format)") from exc
+        raise RequestError(422, "unreadable_image", f"{name}: unreadable image ({exc})") from exc
     if width * height > max_pixels:
         raise RequestError(
             413,
             "too_many_pixels",
             f"{name}: {width}x{height} = {width * height} pixels exceeds the limit of {max_pixels}",
         )
+    return width, height
+
+
+def decode_upload(data: bytes, name: str) -> Image.Image:
+    """An upload checked by :func:`probe_upload` as 8-bit RGB, upright by its EXIF orientation; a 422
+    :class:`RequestError` (``unreadable_image``) naming ``name`` when it is truncated or corrupt."""
     try:
         return to_rgb(decode_image(io.BytesIO(data), name))
     except ImageReadError as exc:

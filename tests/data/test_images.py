@@ -67,3 +67,26 @@ def test_listing_skips_hidden_and_other_files(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     assert [p.name for p in list_images(tmp_path)] == ["a.JPG", "b.png"]
     assert not is_image_file("x.txt")
+
+
+def _exif_jpeg(path, arr: np.ndarray, orientation: int) -> None:
+    """``arr`` saved as a JPEG whose EXIF says how to turn it (6: rotate 90 clockwise to show it upright)."""
+    im = Image.fromarray(arr)
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    im.save(path, format="JPEG", quality=95, exif=exif.tobytes())
+
+
+def test_exif_orientation_is_applied_when_reading(tmp_path):
+    """Issue 23 item 8: a camera JPEG marked "rotate 90" is read upright, header sizes included."""
+    from indad.data.images import image_size
+
+    arr = np.zeros((40, 60, 3), dtype=np.uint8)
+    arr[:, :30] = 255  # left half white as stored
+    _exif_jpeg(tmp_path / "turned.jpg", arr, 6)
+    im = read_image(tmp_path / "turned.jpg")
+    assert im.size == (40, 60) == image_size(tmp_path / "turned.jpg")  # width 40, height 60: stood up
+    upright = np.asarray(im).mean(axis=2)
+    assert upright[:25].mean() > 200 and upright[35:].mean() < 50  # stored left -> top after a 90 deg turn
+    _exif_jpeg(tmp_path / "plain.jpg", arr, 1)
+    assert read_image(tmp_path / "plain.jpg").size == (60, 40) == image_size(tmp_path / "plain.jpg")

@@ -117,7 +117,7 @@ def test_restart_neither_scores_twice_nor_skips_and_finishes_moves(scorer, tmp_p
 def test_moves_sort_by_decision_keep_same_names_apart_and_send_unreadable_files_to_error(scorer, tmp_path):
     inbox, out = tmp_path / "in", tmp_path / "out"
     first = _drop(inbox, "a.png", 0)
-    folder = HotFolder(scorer, inbox, out, move=True, settle_s=0)
+    folder = HotFolder(scorer, inbox, out, move=True, settle_s=0, unreadable_after_s=0)
     folder.run(poll_s=0.01, once=True, timeout_s=60)
     _drop(inbox, "a.png", 0)  # the same name again, later
     (inbox / "broken.png").write_bytes(b"\x89PNG truncated")
@@ -206,3 +206,100 @@ def test_a_file_removed_before_it_is_scored_is_recorded_as_an_error(scorer, tmp_
     folder.score(ready)
     (record,) = _ledger(out)
     assert record["error"] and record["score"] is None and not Path(record["moved_to"]).exists()
+
+
+def test_files_in_hidden_folders_are_skipped_until_renamed_into_view(scorer, tmp_path):
+    """Issue 23 item 10: ``IN/.staging/a.png`` is not taken; renamed to ``IN/a.png`` it is scored once."""
+    inbox, out = tmp_path / "in", tmp_path / "out"
+    staged = _drop(inbox / ".staging", "a.png", 0)
+    folder = HotFolder(scorer, inbox, out, move=True, settle_s=0)
+    assert folder.ready() == []
+    assert folder.run(poll_s=0.01, once=True, timeout_s=30) == 0
+    staged.rename(inbox / "a.png")
+    assert folder.run(poll_s=0.01, once=True, timeout_s=30) == 1
+    (record,) = _ledger(out)
+    assert record["path"] == str(inbox / "a.png") and Path(record["moved_to"]).is_file()
+    assert ".staging" not in record["moved_to"]
+
+
+def test_files_that_are_not_images_are_reported_once_and_moved_to_error(scorer, tmp_path, capsys):
+    """Issue 23 item 11: a file without an image extension is logged once (and with --move moved to error/)."""
+    inbox, out = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    (inbox / "notes.txt").write_text("not an image")
+    kept = HotFolder(scorer, inbox, out, settle_s=0)
+    for _ in range(3):
+        kept.ready()
+    assert capsys.readouterr().err.count("notes.txt") == 1 and (inbox / "notes.txt").is_file()
+    moving = HotFolder(scorer, inbox, tmp_path / "out2", move=True, settle_s=0)
+    moving.run(poll_s=0.01, once=True, timeout_s=30)
+    assert capsys.readouterr().err.count("notes.txt") == 1
+    assert (tmp_path / "out2" / "error" / "notes.txt").read_text() == "not an image"
+    assert not (inbox / "notes.txt").exists() and not (tmp_path / "out2" / LEDGER).exists()
+
+
+def test_a_partial_image_is_read_again_while_it_changes(scorer, tmp_path):
+    """Issue 23 item 12: a writer pausing longer than the settle time: the partial file fails to decode and is read
+    again once it has changed (complete now): scored, not sent to error/."""
+    inbox, out, clock = tmp_path / "in", tmp_path / "out", Clock()
+    inbox.mkdir()
+    whole = _drop(tmp_path, "whole.png", 0).read_bytes()
+    path = inbox / "a.png"
+    path.write_bytes(whole[: len(whole) // 2])
+    folder = HotFolder(scorer, inbox, out, move=True, settle_s=1.0, clock=clock, unreadable_after_s=5.0)
+    folder.ready()
+    clock.now = 1.5  # the writer pauses past the settle time: the half file is read and fails
+    folder.score(folder.ready())
+    assert not (out / LEDGER).exists() and path.is_file()  # not unreadable yet: it may still change
+    clock.now = 3.0
+    assert folder.ready() == []
+    path.write_bytes(whole)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # whatever the clock's grain
+    clock.now = 3.5
+    assert folder.ready() == []  # changed: settles again
+    clock.now = 5.0
+    folder.score(folder.ready())
+    (record,) = _ledger(out)
+    assert not record["error"] and record["score"] is not None and "error" not in record["moved_to"]
+    # A file that stays broken counts as unreadable once unchanged for unreadable_after_s after its failed read.
+    broken = inbox / "b.png"
+    broken.write_bytes(whole[:100])
+    folder.ready()
+    clock.now = 6.0
+    folder.score(folder.ready())
+    clock.now = 10.0
+    assert folder.ready() == []
+    clock.now = 11.0
+    folder.score(folder.ready())
+    records = _ledger(out)
+    assert len(records) == 2 and records[1]["error"] and Path(records[1]["moved_to"]).parent.name == "error"
+
+
+def test_a_partial_image_changing_forever_is_unreadable_after_max_reads(scorer, tmp_path):
+    inbox, out, clock = tmp_path / "in", tmp_path / "out", Clock()
+    inbox.mkdir()
+    path = inbox / "a.png"
+    folder = HotFolder(scorer, inbox, out, settle_s=0, clock=clock, unreadable_after_s=100.0, max_reads=3)
+    for i in range(3):
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(10 * (i + 1)))
+        clock.now += 1.0
+        folder.score(folder.ready())
+    (record,) = _ledger(out)
+    assert record["error"]
+
+
+def test_the_same_file_dropped_again_with_its_time_kept_is_a_new_arrival(scorer, tmp_path):
+    """Issue 23 item 13: ``cp -p`` of a file scored and moved before: a new ledger line and a ``.1`` name."""
+    inbox, out = tmp_path / "in", tmp_path / "out"
+    source = _drop(tmp_path, "a.png", 0)
+    inbox.mkdir()
+    folder = HotFolder(scorer, inbox, out, move=True, settle_s=0)
+    for _ in range(2):
+        subprocess.run(["cp", "-p", str(source), str(inbox / "a.png")], check=True)
+        assert folder.run(poll_s=0.01, once=True, timeout_s=30) == 1
+    first, second = _ledger(out)
+    assert first["key"] == second["key"]
+    assert [Path(r["moved_to"]).name for r in (first, second)] == ["a.png", "a.1.png"]
+    assert all(Path(r["moved_to"]).is_file() for r in (first, second))
+    # A restart with both recorded finds nothing to do.
+    assert HotFolder(scorer, inbox, out, move=True, settle_s=0).run(poll_s=0.01, once=True, timeout_s=10) == 0

@@ -8,9 +8,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import pytest
 import requests
@@ -47,13 +48,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: Path, *options: str, timeout: float = 120.0) -> tuple[subprocess.Popen, str]:
-    """``indad serve MODEL`` in a subprocess on a free 127.0.0.1 port, once it answers /healthz."""
+def start_server(
+    model: Path,
+    *options: str,
+    timeout: float = 120.0,
+    log: IO[str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> tuple[subprocess.Popen, str]:
+    """``indad serve MODEL`` in a subprocess on a free 127.0.0.1 port, once it answers /healthz; its output goes to
+    ``log`` (a temporary file when None), ``preexec_fn`` runs in the child before it starts (e.g. resource limits)."""
     port = free_port()
     env = os.environ | {"OMP_WAIT_POLICY": "PASSIVE"}
     cmd = [sys.executable, "-c", "from indad.cli.main import main; main()", "serve", str(model), "--port", str(port)]
-    log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (open as long as the server runs; read if it fails to start)
-    process = subprocess.Popen([*cmd, *options], cwd=REPO, env=env, stdout=log, stderr=log, text=True)
+    log = log or tempfile.TemporaryFile("w+")  # noqa: SIM115 (open as long as the server runs; read if it fails)
+    process = subprocess.Popen(
+        [*cmd, *options], cwd=REPO, env=env, stdout=log, stderr=log, text=True, preexec_fn=preexec_fn
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
