@@ -55,7 +55,7 @@ def test_onnxruntime_scores_equal_torch_on_real_images(torch_fitted):
     fast = rescored(model, backbone_runtime="onnxruntime")
     got = fast.predict(root)
     sessions = list(fast.backbone._sessions.values())
-    assert fast.backbone.runtime == "onnxruntime" and sessions and None not in sessions  # ONNX Runtime did run
+    assert fast.module.runtime == "onnxruntime" and sessions and None not in sessions  # ONNX Runtime did run
     scale = float(np.abs(ref.maps).max())
     np.testing.assert_allclose(got.scores, ref.scores, rtol=1e-3, atol=1e-4 * scale)
     np.testing.assert_allclose(got.maps, ref.maps, rtol=1e-3, atol=1e-3 * scale)
@@ -65,7 +65,7 @@ def test_a_fit_on_onnxruntime_features_scores_as_one_on_torch(torch_fitted):
     model, root = torch_fitted
     cls, params = type(model), PARAMS[model.method]
     fitted = cls(backbone_runtime="torch", fit_runtime="onnxruntime", **params, **SMALL).fit(root)
-    assert fitted.backbone.runtime == "torch"  # back to the scoring runtime after the fit
+    assert fitted.module.runtime == "torch" and fitted.backbone._sessions  # fit on ONNX Runtime, scoring on torch
     ref, got = rescored(model, backbone_runtime="torch").predict(root), fitted.predict(root)
     scale = float(np.abs(ref.maps).max())
     np.testing.assert_allclose(got.scores, ref.scores, rtol=1e-3, atol=1e-4 * scale)
