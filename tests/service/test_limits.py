@@ -224,6 +224,16 @@ def test_a_slow_body_gets_408_and_a_kept_alive_idle_connection_is_closed(limited
         assert closed
 
 
+def test_oversized_headers_are_refused(limited: Limited):
+    """Item 4: the headers buffered before they are complete are bounded (16 KiB): past it, 400 and closed."""
+    with connect(limited.url) as sock:
+        sock.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"y" * 100) for i in range(200))
+        )
+        assert read_response(sock, timeout=5).status == 400
+        assert closed_within(sock, 2.0) is not None
+
+
 def test_past_max_connections_requests_get_503_overloaded_at_once(limited: Limited):
     """Item 4: the concurrency limit answers at once (JSON 503 overloaded, counted), and lifts when they close."""
     socks = [connect(limited.url) for _ in range(MAX_CONNECTIONS + 2)]
