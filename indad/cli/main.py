@@ -15,6 +15,7 @@ from ..config import build_model, resolve_params
 from ..errors import IndadError
 from ..methods import METHODS
 from ..thresholds import DECISION_RULES, Decision
+from .sinks import OUTBOX_NAME, close_outbox, open_outbox, sink_options
 
 # Errors shown as one clear message, without a traceback: indad's own, and files missing or in the way.
 USER_ERRORS = (IndadError, FileNotFoundError, FileExistsError)
@@ -402,6 +403,7 @@ def calibrate_command(
     help="auto, cpu, cuda (local engine; Ray workers: --gpus-per-worker).",
 )
 @decision_options
+@sink_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @engine_options
 def predict_command(
@@ -415,6 +417,10 @@ def predict_command(
     device: str,
     min_area: int,
     decision: str,
+    mqtt: tuple[str, ...],
+    webhook: tuple[str, ...],
+    webhook_secret: str | None,
+    outbox: str | None,
     quiet: bool,
     **engine: Any,
 ) -> None:
@@ -428,15 +434,21 @@ def predict_command(
 
     runtime = runtime or ("onnx" if model_path.endswith(".onnx") else "torch")
     runner = make_engine(**engine, progress=not quiet)
+    sinks = None
     try:
         rule = Decision(decision, min_area)
         if runner is None:
             scorer = open_scorer(model_path, runtime, device)
-            result = predict_folder(scorer, inputs, out, overwrite, batch_size, workers, not quiet, rule)
+            sinks = open_outbox(mqtt, webhook, webhook_secret, outbox, Path(f"{Path(out).absolute()}.outbox.sqlite"))
+            result = predict_folder(scorer, inputs, out, overwrite, batch_size, workers, not quiet, rule, sinks)
         else:
+            if mqtt or webhook:
+                raise click.UsageError("--mqtt and --webhook work with the local engine only")
             result = runner.predict_folder(model_path, inputs, out, overwrite, batch_size, runtime, rule)
     except USER_ERRORS as exc:
         raise _fail(exc) from exc
+    finally:
+        close_outbox(sinks, 30.0)
     defective = sum(1 for r in result.rows if r["decision"] == "defective")
     click.echo(f"{len(result.rows)} images, {defective} defective, {result.failed} unreadable -> {result.out}")
     if result.thresholds is None:
@@ -507,7 +519,7 @@ def app_command(port: int, address: str | None, data_root: str | None, headless:
 
 
 @cli.command("serve")
-@MODEL_ARG
+@click.argument("model_path", metavar="MODEL|DIR", type=click.Path(exists=True))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free one).")
 @click.option(
@@ -549,6 +561,7 @@ def app_command(port: int, address: str | None, data_root: str | None, headless:
     help="Most images waiting to be scored; requests beyond get 503 (busy).",
 )
 @decision_options
+@sink_options
 @click.option(
     "--token",
     envvar="INDAD_SERVE_TOKEN",
@@ -570,9 +583,17 @@ def serve_command(
     max_queue: int,
     min_area: int,
     decision: str,
+    mqtt: tuple[str, ...],
+    webhook: tuple[str, ...],
+    webhook_secret: str | None,
+    outbox: str | None,
     token: str | None,
 ) -> None:
-    """Serve MODEL over HTTP: POST /v1/predict, GET /v1/model, /healthz, /metrics; OpenAPI docs at /docs."""
+    """Serve MODEL over HTTP: POST /v1/predict, GET /v1/model, /healthz, /metrics; OpenAPI docs at /docs.
+
+    Given a folder DIR, serve every DIR/NAME.indad at POST /v1/models/NAME/predict (GET /v1/models lists them);
+    a model file added, replaced or removed there is picked up without a restart.
+    """
     try:
         import uvicorn
 
@@ -583,8 +604,9 @@ def serve_command(
 
     make_engine("local", None, None, 1, 0, threads, False)  # --threads
     runtime = runtime or ("onnx" if model_path.endswith(".onnx") else "torch")
+    folder = Path(model_path).is_dir()
     try:
-        scorer = open_scorer(model_path, runtime, device)
+        scorer = None if folder else open_scorer(model_path, runtime, device)
         rule = Decision(decision, min_area)
     except USER_ERRORS as exc:
         raise _fail(exc) from exc
@@ -599,7 +621,20 @@ def serve_command(
         decode_threads=threads or 2,
         max_queue=max_queue,
     )
-    uvicorn.run(create_app(scorer, options), host=host, port=port, log_level="info", access_log=False)
+    try:
+        sinks = open_outbox(mqtt, webhook, webhook_secret, outbox, Path(OUTBOX_NAME).absolute())
+    except USER_ERRORS as exc:
+        raise _fail(exc) from exc
+    if scorer is None:
+        from ..service.models import create_models_app
+
+        app = create_models_app(Path(model_path), options, sinks, runtime, device)
+    else:
+        app = create_app(scorer, options, sinks)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    finally:
+        close_outbox(sinks, 5.0)
 
 
 @cli.command("watch")
@@ -626,6 +661,7 @@ def serve_command(
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="Torch threads [default: torch's].")
 @decision_options
+@sink_options
 def watch_command(
     model_path: str,
     in_dir: str,
@@ -640,6 +676,10 @@ def watch_command(
     threads: int | None,
     min_area: int,
     decision: str,
+    mqtt: tuple[str, ...],
+    webhook: tuple[str, ...],
+    webhook_secret: str | None,
+    outbox: str | None,
 ) -> None:
     """Watch IN_DIR: score each new image once (when completely written), append its result to
     OUT/predictions.csv and OUT/predictions.jsonl, write its pictures, and with --move sort it into OUT/ok|ng.
@@ -651,15 +691,12 @@ def watch_command(
 
     make_engine("local", None, None, 1, 0, threads, False)  # --threads
     runtime = runtime or ("onnx" if model_path.endswith(".onnx") else "torch")
+    sinks = None
     try:
+        scorer = open_scorer(model_path, runtime, device)
+        sinks = open_outbox(mqtt, webhook, webhook_secret, outbox, Path(out) / OUTBOX_NAME)
         folder = HotFolder(
-            open_scorer(model_path, runtime, device),
-            Path(in_dir),
-            Path(out),
-            move,
-            settle,
-            batch_size,
-            Decision(decision, min_area),
+            scorer, Path(in_dir), Path(out), move, settle, batch_size, Decision(decision, min_area), publisher=sinks
         )
         if not once:
             click.echo(f"watching {in_dir} -> {out} (Ctrl-C stops)")
@@ -668,7 +705,14 @@ def watch_command(
         return
     except USER_ERRORS as exc:
         raise _fail(exc) from exc
+    finally:
+        close_outbox(sinks, 30.0 if once else 5.0)
     click.echo(f"{count} images scored -> {out}")
+
+
+from .line import stream_command  # noqa: E402 (it uses the options above)
+
+cli.add_command(stream_command)  # type: ignore[has-type]
 
 
 def main() -> None:

@@ -25,8 +25,10 @@ from typing import Any
 from ..data.images import list_images
 from ..errors import InputError
 from ..files import csv_text, remove_partials, write_atomic
+from ..line import pipeline as line
+from ..line.result import stable_id
 from ..thresholds import Decision
-from .folder import CSV_COLUMNS, Scorer, read_input, report_error, score_inputs
+from .folder import CSV_COLUMNS, Scorer, read_input, report_error, result_row, score_results
 
 LEDGER = "predictions.jsonl"
 TABLE = "predictions.csv"
@@ -82,6 +84,9 @@ class HotFolder:
     ``.name.part``, are never taken: writing under a hidden name and renaming is
     the surest hand-over). With ``move``, a scored file is moved to
     ``out_dir/ok``, ``ng`` or ``error`` (unreadable), keeping its relative path.
+    ``publisher`` (the sinks' outbox) gets each result before it is recorded; its id
+    follows from the file's key and the model version, so a file scored again after a
+    crash is sent again under the same id (a receiver drops the duplicate).
     """
 
     scorer: Scorer
@@ -92,6 +97,7 @@ class HotFolder:
     batch_size: int = 16
     decision: Decision = field(default_factory=Decision)
     clock: Callable[[], float] = time.monotonic
+    publisher: line.Publisher | None = None
     _done: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)  # file key -> its ledger record
     _seen: dict[Path, tuple[str, float]] = field(default_factory=dict, init=False)  # file -> (key, first seen)
 
@@ -139,7 +145,11 @@ class HotFolder:
             batch = files[start : start + self.batch_size]
             keys = [self._seen[p][0] for p in batch]
             items = [read_input(p, self.scorer.preprocess) for p in batch]
-            scored = score_inputs(self.scorer, batch, items, self.in_dir.absolute(), self.out_dir, self.decision)
+            model = line.model_of(self.scorer)
+            pipeline = line.Pipeline(self.scorer, model, self.decision, publisher=self.publisher)
+            ids = [stable_id(f"{key}|{model.name}|{model.version}") for key in keys]
+            results = score_results(pipeline, batch, items, self.in_dir.absolute(), self.out_dir, ids)
+            scored = [result_row(r) for r in results]
             records: list[dict[str, Any]] = []
             taken: set[Path] = set()
             for path, key, row in zip(batch, keys, scored, strict=True):

@@ -22,8 +22,9 @@ from pydantic import BaseModel
 
 from ..errors import IndadError
 from ..inference.folder import PNG_LEVEL, Scorer
-from ..inference.visualize import heatmap_image, map_to_original
-from ..regions import find_regions
+from ..inference.visualize import heatmap_image
+from ..line.pipeline import Input, Publisher, judge, model_of
+from ..line.result import LineResult
 from ..thresholds import Decision
 from ..version import __version__
 from .batcher import MicroBatcher
@@ -92,6 +93,10 @@ class ImageResult(BaseModel):
     threshold: float | None = None
     regions: list[RegionOut] | None = None
     heatmap_png: str | None = None
+    id: str | None = None
+    model: str | None = None
+    model_version: str | None = None
+    trigger_id: str | None = None
 
 
 class PredictResponse(BaseModel):
@@ -151,25 +156,23 @@ def describe(
     scorer: Scorer,
     decision: Decision,
     heatmap: bool,
-) -> dict[str, Any]:
-    """One image's result (:class:`ImageResult`); regions and heatmap from the map at the original size."""
-    t = scorer.thresholds
-    result: dict[str, Any] = {"name": name, "width": original.width, "height": original.height, "score": score}
-    full = map_to_original(amap, scorer.preprocess, original.size)
+    trigger_id: str | None = None,
+) -> tuple[dict[str, Any], LineResult]:
+    """One image's result (:class:`ImageResult`, and as a :class:`~indad.line.result.LineResult`) from the result
+    pipeline; regions and heatmap from the map at the original size."""
+    scored = judge(Input(name, original, trigger_id=trigger_id), score, amap, scorer, model_of(scorer), decision)
+    r, t = scored.result, scorer.thresholds
+    result: dict[str, Any] = {"name": name, "width": r.width, "height": r.height, "score": score}
+    result |= {"id": r.id, "model": r.model, "model_version": r.model_version, "trigger_id": trigger_id}
     if t is not None:
-        regions = find_regions(full, t.pixel, decision.min_area)
-        result |= {
-            "normalized_score": score / t.image,
-            "decision": decision.label(score, regions, t),
-            "threshold": t.image,
-            "regions": [r.to_dict() for r in regions],
-        }
-    if heatmap:
+        result |= {"normalized_score": r.normalized_score, "decision": r.decision, "threshold": r.threshold}
+        result["regions"] = r.regions
+    if heatmap and scored.full is not None:
         buffer = io.BytesIO()
-        heat = heatmap_image(full, 2.0 * t.pixel if t is not None else float(full.max()))
+        heat = heatmap_image(scored.full, 2.0 * t.pixel if t is not None else float(scored.full.max()))
         heat.save(buffer, format="PNG", compress_level=PNG_LEVEL)
         result["heatmap_png"] = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return result
+    return result, r
 
 
 def _authorized(request: Request, token: str | None) -> bool:
@@ -187,8 +190,9 @@ def error_response(metrics: Metrics, status: int, kind: str, detail: str) -> JSO
     return JSONResponse({"error": kind, "detail": detail}, status_code=status, headers=headers)
 
 
-def create_app(scorer: Scorer, options: ServiceOptions | None = None) -> FastAPI:
-    """The service for ``scorer`` (loaded once): its scorer runs on one micro-batching worker thread."""
+def create_app(scorer: Scorer, options: ServiceOptions | None = None, publisher: Publisher | None = None) -> FastAPI:
+    """The service for ``scorer`` (loaded once): its scorer runs on one micro-batching worker thread; ``publisher``
+    (the sinks' outbox) gets each result before its reply is sent."""
     options = options or ServiceOptions()
     metrics = Metrics()
     batcher = MicroBatcher(scorer, options.max_batch, options.max_wait_ms / 1000.0, metrics.record_batch)
@@ -252,11 +256,11 @@ def create_app(scorer: Scorer, options: ServiceOptions | None = None) -> FastAPI
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS, openapi_extra=PREDICT_BODY)
-    async def predict(request: Request, heatmap: bool = False) -> dict[str, Any]:
+    async def predict(request: Request, heatmap: bool = False, trigger_id: str | None = None) -> dict[str, Any]:
         """Score one or several images: multipart file parts (any field names), or one image as the raw body
         (``?name=`` names it). Each image gets its score, normalised score (score / threshold), decision and defect
         regions (original-image pixels); ``?heatmap=true`` adds its heatmap as a base64 PNG. Any unusable upload
-        refuses the whole request with an error naming it."""
+        refuses the whole request with an error naming it. ``?trigger_id=`` travels with the results."""
         body = await read_body(request, options.max_body_bytes)
         uploads = await read_uploads(request, body, options.max_images)
         if len(uploads) > options.max_images:
@@ -274,10 +278,13 @@ def create_app(scorer: Scorer, options: ServiceOptions | None = None) -> FastAPI
         scored = await asyncio.gather(*(asyncio.wrap_future(batcher.submit(t)) for t in tensors))
 
         def describe_all() -> list[dict[str, Any]]:
-            return [
-                describe(name, im, score, amap, scorer, options.decision, heatmap)
+            described = [
+                describe(name, im, score, amap, scorer, options.decision, heatmap, trigger_id)
                 for (name, _), im, (score, amap) in zip(uploads, originals, scored, strict=True)
             ]
+            if publisher is not None:
+                publisher.publish([r for _, r in described])
+            return [d for d, _ in described]
 
         return {"results": await anyio.to_thread.run_sync(describe_all, limiter=limiter)}
 
