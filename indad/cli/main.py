@@ -519,7 +519,7 @@ def app_command(port: int, address: str | None, data_root: str | None, headless:
 
 
 @cli.command("serve")
-@click.argument("model_path", metavar="MODEL|DIR", type=click.Path(exists=True))
+@click.argument("model_path", metavar="MODEL|DIR", type=click.Path())
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free one).")
 @click.option(

@@ -2,7 +2,7 @@
 
 :meth:`Outbox.publish` writes a message per sink in one transaction, synced to disk before it returns, so a
 result acknowledged by indad survives a crash or a kill. One delivery thread per sink sends its oldest message,
-deletes it once the sink returned, and after a failure waits (0.5 s, doubling up to 30 s) and tries the same
+deletes it once the sink returned, and after a failure waits (0.5 s, doubling up to 10 s) and tries the same
 message again: messages reach a receiver in order, at least once, and a repeat carries the same result id.
 On start, the messages left by an earlier run are delivered first. The outbox holds at most ``max_messages``
 per sink: past that, the oldest are dropped (logged and counted), so a receiver gone for good cannot fill the
@@ -73,7 +73,7 @@ class Outbox:
         path: str | os.PathLike,
         sinks: Sequence[Sink],
         max_messages: int = 100_000,
-        backoff_s: tuple[float, float] = (0.5, 30.0),
+        backoff_s: tuple[float, float] = (0.5, 10.0),
     ) -> None:
         if max_messages < 1:
             raise InputError(f"max_messages must be at least 1, got {max_messages}")
