@@ -15,7 +15,7 @@ from ..config import build_model, resolve_params
 from ..errors import IndadError
 from ..methods import METHODS
 from ..thresholds import DECISION_RULES, Decision
-from .sinks import OUTBOX_NAME, close_outbox, open_outbox, sink_options
+from .sinks import OUTBOX_NAME, close_outbox, open_outbox, serve_stream_options, sink_options
 
 # Errors shown as one clear message, without a traceback: indad's own, and files missing or in the way.
 USER_ERRORS = (IndadError, FileNotFoundError, FileExistsError)
@@ -562,6 +562,7 @@ def app_command(port: int, address: str | None, data_root: str | None, headless:
 )
 @decision_options
 @sink_options
+@serve_stream_options
 @click.option(
     "--token",
     envvar="INDAD_SERVE_TOKEN",
@@ -587,12 +588,16 @@ def serve_command(
     webhook: tuple[str, ...],
     webhook_secret: str | None,
     outbox: str | None,
+    source: str | None,
+    every: int | None,
+    stream_out: str,
     token: str | None,
 ) -> None:
     """Serve MODEL over HTTP: POST /v1/predict, GET /v1/model, /healthz, /metrics; OpenAPI docs at /docs.
 
     Given a folder DIR, serve every DIR/NAME.indad at POST /v1/models/NAME/predict (GET /v1/models lists them);
     a model file added, replaced or removed there is picked up without a restart.
+    With --source, POST /v1/trigger scores the next frame of a camera or stream (see indad stream).
     """
     try:
         import uvicorn
@@ -631,6 +636,20 @@ def serve_command(
         app = create_models_app(Path(model_path), options, sinks, runtime, device)
     else:
         app = create_app(scorer, options, sinks)
+    if source is not None:
+        if scorer is None:
+            raise click.UsageError("--source works with one model file, not a folder")
+        from ..line.sources import open_source
+        from ..service.stream import attach_stream
+
+        try:
+            attach_stream(app, scorer, open_source(source), Path(stream_out), every, rule, sinks)
+        except USER_ERRORS as exc:
+            raise _fail(exc) from exc
+    if sinks is not None:
+        from ..line.outbox import register_metrics
+
+        register_metrics(app.state.metrics.registry, sinks)
     try:
         uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
     finally:

@@ -74,3 +74,27 @@ def close_outbox(outbox: Any, wait_s: float) -> None:
             err=True,
         )
     outbox.close()
+
+
+def serve_stream_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--source``, ``--every`` and ``--stream-out`` (a frame source scored inside ``indad serve``)."""
+    options = (
+        click.option(
+            "--source",
+            default=None,
+            metavar="SPEC",
+            help="Also score frames of this video file, stream (http MJPEG, rtsp://) or camera (usb:N): the next "
+            "frame on POST /v1/trigger, and every --every Nth (one model file only).",
+        ),
+        click.option("--every", type=click.IntRange(1), default=None, help="With --source: score every Nth frame too."),
+        click.option(
+            "--stream-out",
+            type=click.Path(file_okay=False),
+            default="stream",
+            show_default=True,
+            help="With --source: where the frames' results.jsonl and pictures go.",
+        ),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command

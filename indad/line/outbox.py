@@ -18,10 +18,10 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from ..errors import InputError
 from .result import LineResult
@@ -242,3 +242,29 @@ def _lock(path: Path) -> IO[str]:
         handle.close()
         raise InputError(f"outbox {path.with_suffix('')} is in use by another indad process") from None
     return handle
+
+
+def register_metrics(registry: Any, outbox: Outbox) -> None:
+    """Expose ``outbox``'s counters in a Prometheus ``registry``: ``indad_outbox_backlog{sink}`` and
+    ``indad_outbox_delivered_total``, ``_failures_total``, ``_dropped_total`` (by sink)."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    class Collector:
+        def collect(self) -> Iterator[Any]:
+            backlog = GaugeMetricFamily("indad_outbox_backlog", "Results waiting for a sink", labels=["sink"])
+            counters = {
+                key: CounterMetricFamily(f"indad_outbox_{key}", text, labels=["sink"])
+                for key, text in (
+                    ("delivered", "Results delivered to a sink"),
+                    ("failures", "Failed delivery attempts"),
+                    ("dropped", "Results dropped because the outbox was full"),
+                )
+            }
+            for name, stats in outbox.stats.items():
+                backlog.add_metric([name], stats.backlog)
+                for key, family in counters.items():
+                    family.add_metric([name], getattr(stats, key))
+            yield backlog
+            yield from counters.values()
+
+    registry.register(Collector())

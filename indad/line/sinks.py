@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import logging
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -124,9 +125,13 @@ class MqttSink:
     def send(self, result: LineResult) -> None:
         """Publish the result and wait for the broker's acknowledgement; raises when not connected or unanswered."""
         with self._lock:
-            if self._client is None:
+            fresh = self._client is None
+            if fresh:
                 self._client = mqtt_client(self.url)
             client = self._client
+        end = time.monotonic() + (min(self.timeout_s, 3.0) if fresh else 0.0)
+        while fresh and not client.is_connected() and time.monotonic() < end:
+            time.sleep(0.02)  # the first connection is on its way
         if not client.is_connected():
             raise ConnectionError(f"MQTT broker {self.url} is not connected")
         info = client.publish(self.topic(result), result.to_json(), qos=1, retain=True)

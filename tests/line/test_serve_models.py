@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -130,6 +129,9 @@ def test_serve_sends_each_result_to_a_webhook(
         assert reply.status_code == 200
         result = reply.json()["results"][0]
         wait_for(lambda: len(receiver.received) == 1, 30, "the webhook to get the result")
+        metrics = requests.get(f"{url}/metrics", timeout=10).text
+        assert f'indad_outbox_delivered_total{{sink="webhook:{receiver.url}"}} 1.0' in metrics
+        assert f'indad_outbox_backlog{{sink="webhook:{receiver.url}"}} 0.0' in metrics
     finally:
         stop_server(process)
     sent = json.loads(receiver.received[0][1])
@@ -137,4 +139,31 @@ def test_serve_sends_each_result_to_a_webhook(
     assert sent["score"] == pytest.approx(result["score"]) and sent["model"] == "parts"
     assert sent["decision"] == result["decision"] and sent["regions"] == result["regions"]
     assert "X-Indad-Signature" in receiver.received[0][0]
-    time.sleep(0)  # the server is stopped: nothing else was sent
+
+
+def test_serve_with_a_source_scores_a_frame_per_trigger(
+    line_model: Path, tiny_root: Path, tmp_path: Path, receiver: Receiver
+) -> None:
+    from tests.line.conftest import MjpegServer, frames_of, jpeg
+
+    stream = MjpegServer([[jpeg(f) for f in frames_of(tiny_root, 400)]], fps=20)
+    stream.start()
+    out = tmp_path / "frames"
+    process, url = start_server(
+        line_model, "--source", stream.url, "--stream-out", str(out), "--webhook", receiver.url,
+        "--outbox", str(tmp_path / "o.sqlite"),
+    )  # fmt: skip
+    try:
+        wait_for(lambda: requests.get(f"{url}/v1/stream", timeout=5).json()["source"]["frames"] > 2, 30, "frames")
+        reply = requests.post(f"{url}/v1/trigger", json={"id": "plc-7"}, timeout=10)
+        assert reply.status_code == 202 and reply.json() == {"trigger_id": "plc-7"}
+        wait_for(lambda: len(receiver.received) == 1, 30, "the triggered frame's result")
+        stats = requests.get(f"{url}/v1/stream", timeout=5).json()
+    finally:
+        stop_server(process)
+        stream.stop()
+    sent = receiver.bodies()[0]
+    assert sent["trigger_id"] == "plc-7" and sent["source"].startswith(stream.url) and sent["score"] is not None
+    assert stats["scored"] == 1 and stats["triggers"] == 1
+    results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in results] == [sent["id"]]

@@ -14,7 +14,7 @@ from indad.errors import IndadError, InputError
 from indad.line.pipeline import Pipeline, read_model_info
 from indad.line.sources import MjpegSource, Reconnect, open_source
 from indad.line.stream import StreamRunner, Triggers, TriggerServer, prometheus_text, trigger_id_of
-from tests.line.conftest import MjpegServer, frames_of, jpeg, wait_for
+from tests.line.conftest import Broker, MjpegServer, frames_of, jpeg, wait_for
 
 pytest.importorskip("cv2")
 
@@ -116,3 +116,36 @@ def test_stream_scores_every_nth_frame_and_triggered_ones(line_model: Path, tiny
     assert [r["source"].rsplit("#", 1)[1] for r in every] == ["10", "20", "30", "40"]
     assert all(r["model"] == "parts" and r["model_version"] == read_model_info(line_model).version for r in results)
     assert "indad_stream_scored_total 5" in metrics and "indad_stream_triggers_total 1" in metrics
+
+
+def test_stream_scores_a_frame_per_mqtt_trigger(
+    line_model: Path, tiny_root: Path, tmp_path: Path, broker: Broker
+) -> None:
+    import paho.mqtt.publish as publish
+
+    from indad.inference import open_scorer
+    from indad.line.stream import MqttTrigger
+
+    parts = [jpeg(f) for f in frames_of(tiny_root, 60)]
+    server = MjpegServer([parts], fps=20)
+    server.start()
+    triggers = Triggers()
+    mqtt_trigger = MqttTrigger(triggers, broker.url, "line/1/trigger")
+    pipeline = Pipeline(open_scorer(line_model), read_model_info(line_model), pictures="none")
+    runner = StreamRunner(MjpegSource(server.url, stall_s=1.0, reconnect=QUICK), pipeline, tmp_path, None, triggers)
+    stop = threading.Event()
+    thread = threading.Thread(target=runner.run, args=(stop,))
+    try:
+        thread.start()
+        wait_for(lambda: mqtt_trigger.client.is_connected() and runner.source.stats.frames > 2, 30, "the stream")
+        time.sleep(0.3)  # the subscription acknowledged
+        for n, trigger in enumerate(("a-1", "a-2"), start=1):
+            publish.single("line/1/trigger", json.dumps({"id": trigger}), qos=1, port=broker.port)
+            wait_for(lambda n=n: runner.stats.scored >= n, 30, f"the frame of trigger {trigger}")
+    finally:
+        stop.set()
+        thread.join(30)
+        mqtt_trigger.close()
+        server.stop()
+    results = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [r["trigger_id"] for r in results] == ["a-1", "a-2"]
