@@ -168,15 +168,17 @@ class Pipeline:
     def run(self, items: list[Input], root: Path | None = None) -> list[Scored]:
         """The results of ``items``, in order; the readable ones scored in one batch."""
         items = [self.prepare(item) for item in items]
-        out: list[Scored] = [
-            Scored(failed_result(item, self.model, item.error or "no image")) for item in items
-        ]  # replaced below for the readable ones
         good = [i for i, item in enumerate(items) if not item.error and item.image is not None]
+        done: dict[int, Scored] = {}
         if good:
             batch = torch.stack([items[i].image for i in good])  # type: ignore[misc]
             scores, maps = self.scorer(batch)
             for i, score, amap in zip(good, scores, maps, strict=True):
-                out[i] = self.finish(items[i], float(score), np.asarray(amap), root)
+                done[i] = self.finish(items[i], float(score), np.asarray(amap), root)
+        out = [
+            done[i] if i in done else Scored(failed_result(item, self.model, item.error or "no image"))
+            for i, item in enumerate(items)
+        ]
         if self.publisher is not None:
             self.publisher.publish([s.result for s in out])
         if self.on_result is not None:

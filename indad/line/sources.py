@@ -10,6 +10,7 @@ FFmpeg), ``usb:N`` (local camera N), ``genicam:PRODUCER.cti[#N]`` (``harvesters`
 
 from __future__ import annotations
 
+import http.client
 import logging
 import queue
 import threading
@@ -120,7 +121,7 @@ class _Live:
             except _StallError as exc:
                 self.stats.stalls += 1
                 log.warning("%s: %s; connecting again", self.name, exc)
-            except (OSError, urllib.error.URLError, ConnectionError) as exc:
+            except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
                 self.stats.connect_failures += 1
                 log.warning("%s: cannot read the stream (%s)", self.name, exc)
             if got_any:
@@ -153,16 +154,16 @@ class MjpegSource:
 
     def frames(self, stop: threading.Event, select: Select) -> Iterator[Frame]:
         """The selected frames, across reconnections."""
-        return _Live(self.url, self.reconnect, self.stats).run(stop, lambda: self._connection(select))
+        return _Live(self.url, self.reconnect, self.stats).run(stop, lambda: self._connection(stop, select))
 
-    def _connection(self, select: Select) -> Iterator[Frame]:
+    def _connection(self, stop: threading.Event, select: Select) -> Iterator[Frame]:
         try:
             reply = urllib.request.urlopen(self.url, timeout=self.stall_s)
         except TimeoutError as exc:
             raise _StallError(f"no answer within {self.stall_s} s") from exc
         with reply:
             boundary = _boundary(reply.headers.get("Content-Type", ""))
-            while True:
+            while not stop.is_set():
                 try:
                     part = _read_part(reply, boundary)
                 except TimeoutError as exc:
@@ -255,7 +256,12 @@ class CaptureSource:
     def _connection(self, stop: threading.Event, select: Select) -> Iterator[Frame]:
         import cv2
 
-        capture = cv2.VideoCapture(self.target)
+        if isinstance(self.target, str) and "://" in self.target:  # a network stream: bounded opens and reads
+            ms = int(self.stall_s * 1000)
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+            capture = cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, params)
+        else:
+            capture = cv2.VideoCapture(self.target)
         if not capture.isOpened():
             capture.release()
             if not self.live:

@@ -129,8 +129,9 @@ def test_serve_sends_each_result_to_a_webhook(
         assert reply.status_code == 200
         result = reply.json()["results"][0]
         wait_for(lambda: len(receiver.received) == 1, 30, "the webhook to get the result")
+        delivered = f'indad_outbox_delivered_total{{sink="webhook:{receiver.url}"}} 1.0'
+        wait_for(lambda: delivered in requests.get(f"{url}/metrics", timeout=10).text, 10, "the delivery counted")
         metrics = requests.get(f"{url}/metrics", timeout=10).text
-        assert f'indad_outbox_delivered_total{{sink="webhook:{receiver.url}"}} 1.0' in metrics
         assert f'indad_outbox_backlog{{sink="webhook:{receiver.url}"}} 0.0' in metrics
     finally:
         stop_server(process)

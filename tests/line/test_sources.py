@@ -53,6 +53,21 @@ def test_stream_that_ends_stalls_and_sends_a_corrupt_frame(tiny_root: Path) -> N
     assert elapsed < 10  # gave up after 3 attempts in a row without frames: no hang
 
 
+def test_opencv_stream_that_stalls_is_opened_again(tiny_root: Path) -> None:
+    """The OpenCV (FFmpeg) path of rtsp:// and cameras, here on the HTTP MJPEG stream: a stall is a time-out."""
+    from indad.line.sources import CaptureSource
+
+    parts = [jpeg(f) for f in frames_of(tiny_root, 12)]
+    server = MjpegServer([[*parts[:6], None], parts[6:]], fps=30)
+    server.start()
+    try:
+        source = CaptureSource(server.url, live=True, stall_s=1.0, reconnect=Reconnect(0.05, 0.2, attempts=2))
+        frames = list(source.frames(threading.Event(), lambda i: True))
+    finally:
+        server.stop()
+    assert len(frames) == 12 and source.stats.stalls == 1 and source.stats.reconnects >= 1
+
+
 def test_an_unreachable_stream_gives_up_without_hanging() -> None:
     source = MjpegSource("http://127.0.0.1:9/none.mjpg", stall_s=0.5, reconnect=QUICK)
     assert list(source.frames(threading.Event(), lambda i: True)) == []
