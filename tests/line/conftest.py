@@ -119,14 +119,16 @@ class Subscriber:
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=f"sub-{new_id()[:8]}", clean_session=False
         )
+        self.subscribed = threading.Event()
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda c, u, mid, codes, p: self.subscribed.set()
         self.client.on_message = lambda c, u, m: self.messages.append((m.topic, json.loads(m.payload), m.retain))
         self.client.reconnect_delay_set(1, 1)
         address = mqtt_address(url)
         self.client.connect(address["host"], address["port"])
         self.client.loop_start()
-        wait_for(self.client.is_connected, 10, "the subscriber to connect")
-        time.sleep(0.2)  # the subscription acknowledged
+        # Acknowledged by the broker: from here on its session (kept across restarts) holds the subscription.
+        wait_for(self.subscribed.is_set, 10, "the subscription to be acknowledged")
 
     def ids(self) -> list[str]:
         """The result ids received, duplicates dropped (first one kept), in order of arrival."""
