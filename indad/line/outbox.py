@@ -180,6 +180,8 @@ class Outbox:
 
     def _oldest(self, sink: str) -> tuple[int, str] | None:
         with self._lock:
+            if not _open(self._db):
+                return None
             row = self._db.execute(
                 "SELECT seq, body FROM outbox WHERE sink = ? ORDER BY seq LIMIT 1", (sink,)
             ).fetchone()
@@ -187,6 +189,8 @@ class Outbox:
 
     def _done(self, sink: str, seq: int) -> None:
         with self._lock:
+            if not _open(self._db):  # closed while this message was on its way: it is sent again next time
+                return
             self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
             stats = self.stats[sink]
             stats.delivered += 1
@@ -218,9 +222,6 @@ class Outbox:
             if failures:
                 log.info("%s: delivering again after %d failed attempts", sink.name, failures)
                 failures = 0
-            with self._lock:
-                if self._stop.is_set() and not _open(self._db):
-                    return
             self._done(sink.name, seq)
 
 

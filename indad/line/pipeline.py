@@ -9,7 +9,6 @@ not, is handed to the publisher (the persistent :class:`~indad.line.outbox.Outbo
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -145,7 +144,7 @@ class Pipeline:
 
     ``pictures`` says whose heatmap, overlay and mask are written (under the folder given to :meth:`run`,
     for inputs with a ``picture`` name); ``publisher`` takes every result (scored or not) before :meth:`run`
-    returns; ``on_result`` is called with each (e.g. counters).
+    returns.
     """
 
     scorer: Scorer
@@ -153,7 +152,6 @@ class Pipeline:
     decision: Decision = DEFAULT_DECISION
     pictures: Pictures = "all"
     publisher: Publisher | None = None
-    on_result: Callable[[Scored], None] | None = None
 
     def prepare(self, item: Input) -> Input:
         """``item`` with its preprocessed tensor (an error instead if preprocessing fails)."""
@@ -181,9 +179,6 @@ class Pipeline:
         ]
         if self.publisher is not None:
             self.publisher.publish([s.result for s in out])
-        if self.on_result is not None:
-            for scored in out:
-                self.on_result(scored)
         return out
 
     def finish(self, item: Input, score: float, amap: np.ndarray, root: Path | None) -> Scored:
