@@ -74,3 +74,23 @@ def test_pipeline_judges_writes_pictures_and_publishes_every_result(
     assert results[3].error == "truncated" and results[3].score is None and results[3].image_hash == ""
     written = sorted(p.relative_to(tmp_path / "masks") for p in (tmp_path / "masks").rglob("*.png"))
     assert written == sorted(Path(p.parent.name, p.name) for p in images)
+
+
+def test_hot_folder_sends_a_file_scored_again_under_the_same_id(
+    line_model: Path, tiny_root: Path, tmp_path: Path
+) -> None:
+    """After a crash between the outbox and the ledger, the file is scored again: its result repeats its id."""
+    import shutil
+
+    from indad.inference import open_scorer
+    from indad.inference.watch import HotFolder
+
+    inbox = tmp_path / "inbox"
+    shutil.copytree(tiny_root / "test" / "good", inbox)
+    scorer, sink = open_scorer(line_model), Collect()
+    HotFolder(scorer, inbox, tmp_path / "out", settle_s=0, publisher=sink).run(0.01, once=True)
+    (tmp_path / "out" / "predictions.jsonl").unlink()  # the ledger lost: the files are scored again
+    HotFolder(scorer, inbox, tmp_path / "out", settle_s=0, publisher=sink).run(0.01, once=True)
+    first, second = sink.results[:2], sink.results[2:]
+    assert len(first) == len(second) == 2 and [r.id for r in first] == [r.id for r in second]
+    assert len({r.id for r in first}) == 2 and all(r.model == "parts" for r in first)
