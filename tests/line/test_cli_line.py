@@ -78,3 +78,34 @@ def test_bad_sink_urls_are_refused(line_model: Path, tmp_path: Path, option: str
     result = CliRunner().invoke(cli, ["watch", str(line_model), str(tmp_path), "--out", str(tmp_path / "o"), "--once",
                                       option, "ftp://nowhere"])  # fmt: skip
     assert result.exit_code == 1 and "ftp://nowhere" in result.output
+
+
+def test_kill_9_of_indad_stream_then_restart_delivers_what_waited(
+    line_model: Path, video_file: Path, tmp_path: Path, receiver: Receiver
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    receiver.stop()  # down: the first run's results wait in the outbox
+    outbox = tmp_path / "outbox.sqlite"
+    first = tmp_path / "first"
+    cmd = [sys.executable, "-c", "from indad.cli.main import main; main()", "stream", str(line_model), str(video_file)]
+    options = ["--out", str(first), "--every", "5", "--webhook", receiver.url, "--outbox", str(outbox)]
+    env = os.environ | {"PYTHONPATH": str(REPO), "OMP_WAIT_POLICY": "PASSIVE"}
+    process = subprocess.Popen([*cmd, *options], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        ledger = first / "results.jsonl"
+        wait_for(lambda: ledger.is_file() and len(ledger.read_text().splitlines()) == 6, 120, "6 results")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    waiting = [json.loads(line)["id"] for line in ledger.read_text().splitlines()]
+    receiver.start()
+    invoke("stream", line_model, video_file, "--out", tmp_path / "second", "--every", "10",
+           "--webhook", receiver.url, "--outbox", outbox)  # fmt: skip
+    fresh = [json.loads(line)["id"] for line in (tmp_path / "second" / "results.jsonl").read_text().splitlines()]
+    assert [b["id"] for b in receiver.bodies()] == waiting + fresh and len(fresh) == 3
