@@ -2,8 +2,8 @@
 
 - :mod:`.train`: ``run``, ``fit``, ``calibrate``, ``update``;
 - :mod:`.score`: ``predict``, ``export``;
-- :mod:`.serve`: ``serve``, ``watch``, ``app``;
-- :mod:`.options`: the options they share, each declared once.
+- :mod:`.serve`: ``serve``, ``watch``, ``app``; :mod:`.line`: ``stream``;
+- :mod:`.options`: the options they share, each declared once (:mod:`.sinks`: the sink options).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .line import stream_command
 from .options import USER_ERRORS, setup_logging
 from .score import export_command, predict_command
 from .serve import app_command, serve_command, watch_command
@@ -35,6 +36,7 @@ for _command in (
     app_command,
     serve_command,
     watch_command,
+    stream_command,
 ):
     cli.add_command(_command)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -21,6 +22,7 @@ from .options import (
     scorer_runtime,
     user_error,
 )
+from .sinks import close_outbox, open_outbox, sink_options
 
 
 @click.command("predict")
@@ -35,6 +37,7 @@ from .options import (
 )
 @device_option()
 @decision_options
+@sink_options
 @quiet_option
 @engine_options
 def predict_command(
@@ -48,6 +51,10 @@ def predict_command(
     device: str,
     min_area: int,
     decision: str,
+    mqtt: tuple[str, ...],
+    webhook: tuple[str, ...],
+    webhook_secret: str | None,
+    outbox: str | None,
     quiet: bool,
     **engine: Any,
 ) -> None:
@@ -61,15 +68,21 @@ def predict_command(
 
     runtime = scorer_runtime(model_path, runtime)
     runner = make_engine(**engine, progress=not quiet)
+    sinks = None
     try:
         rule = Decision(decision, min_area)
         if runner is None:
             scorer = open_scorer(model_path, runtime, device)
-            result = predict_folder(scorer, inputs, out, overwrite, batch_size, workers, not quiet, rule)
+            sinks = open_outbox(mqtt, webhook, webhook_secret, outbox, Path(f"{Path(out).absolute()}.outbox.sqlite"))
+            result = predict_folder(scorer, inputs, out, overwrite, batch_size, workers, not quiet, rule, sinks)
         else:
+            if mqtt or webhook:
+                raise click.UsageError("--mqtt and --webhook work with the local engine only")
             result = runner.predict_folder(model_path, inputs, out, overwrite, batch_size, runtime, rule)
     except USER_ERRORS as exc:
         raise user_error(exc) from exc
+    finally:
+        close_outbox(sinks, 30.0)
     defective = sum(1 for r in result.rows if r["decision"] == "defective")
     click.echo(f"{len(result.rows)} images, {defective} defective, {result.failed} unreadable -> {result.out}")
     if result.thresholds is None:
@@ -87,8 +100,6 @@ def predict_command(
 @device_option("cpu")
 def export_command(model_path: str, fmt: str, out: str | None, device: str) -> None:
     """Export MODEL's whole pipeline (image tensor -> score, map) as ONNX or TorchScript."""
-    from pathlib import Path
-
     from ..export.graph import SUFFIXES, export_model
     from ..methods import load_model
 

@@ -21,10 +21,11 @@ from .options import (
     user_error,
 )
 from .serve_limits import limit_options, server_limits, service_limits
+from .sinks import OUTBOX_NAME, close_outbox, open_outbox, serve_stream_options, sink_options
 
 
 @click.command("serve")
-@MODEL_ARG
+@click.argument("model_path", metavar="MODEL|DIR", type=click.Path())
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free one).")
 @runtime_option
@@ -61,6 +62,8 @@ from .serve_limits import limit_options, server_limits, service_limits
     help="Most images waiting to be scored; requests beyond get 503 (busy).",
 )
 @decision_options
+@sink_options
+@serve_stream_options
 @click.option(
     "--token",
     envvar="INDAD_SERVE_TOKEN",
@@ -83,10 +86,22 @@ def serve_command(
     max_queue: int,
     min_area: int,
     decision: str,
+    mqtt: tuple[str, ...],
+    webhook: tuple[str, ...],
+    webhook_secret: str | None,
+    outbox: str | None,
+    source: str | None,
+    every: int | None,
+    stream_out: str,
     token: str | None,
     **limits: Any,
 ) -> None:
-    """Serve MODEL over HTTP: POST /v1/predict, GET /v1/model, /healthz, /metrics; OpenAPI docs at /docs."""
+    """Serve MODEL over HTTP: POST /v1/predict, GET /v1/model, /healthz, /metrics; OpenAPI docs at /docs.
+
+    Given a folder DIR, serve every DIR/NAME.indad at POST /v1/models/NAME/predict (GET /v1/models lists them);
+    a model file added, replaced or removed there is picked up without a restart.
+    With --source, POST /v1/trigger scores the next frame of a camera or stream (see indad stream).
+    """
     try:
         from ..service import ServiceOptions, create_app
         from ..service.server import run_server
@@ -96,8 +111,11 @@ def serve_command(
 
     set_threads(threads)
     runtime = scorer_runtime(model_path, runtime)
+    folder = Path(model_path).is_dir()
+    if source is not None and folder:
+        raise click.UsageError("--source works with one model file, not a folder")
     try:
-        scorer = open_scorer(model_path, runtime, device)
+        scorer = None if folder else open_scorer(model_path, runtime, device)
         rule = Decision(decision, min_area)
     except USER_ERRORS as exc:
         raise user_error(exc) from exc
@@ -113,8 +131,32 @@ def serve_command(
         max_queue=max_queue,
         **service_limits(limits),
     )
-    app = create_app(scorer, options)
-    run_server(app, host, port, server_limits(limits), app.state.metrics.refuse)
+    try:
+        sinks = open_outbox(mqtt, webhook, webhook_secret, outbox, Path(OUTBOX_NAME).absolute())
+    except USER_ERRORS as exc:
+        raise user_error(exc) from exc
+    if scorer is None:
+        from ..service.models import create_models_app
+
+        app = create_models_app(Path(model_path), options, sinks, runtime, device)
+    else:
+        app = create_app(scorer, options, sinks)
+    if source is not None and scorer is not None:
+        from ..line.sources import open_source
+        from ..service.stream import attach_stream
+
+        try:
+            attach_stream(app, scorer, open_source(source), Path(stream_out), every, rule, sinks)
+        except USER_ERRORS as exc:
+            raise user_error(exc) from exc
+    if sinks is not None:
+        from ..line.outbox import register_metrics
+
+        register_metrics(app.state.metrics.registry, sinks)
+    try:
+        run_server(app, host, port, server_limits(limits), app.state.metrics.refuse)
+    finally:
+        close_outbox(sinks, 5.0)
 
 
 @click.command("watch")
@@ -143,6 +185,7 @@ def serve_command(
 @device_option()
 @threads_option
 @decision_options
+@sink_options
 def watch_command(
     model_path: str,
     in_dir: str,
@@ -158,6 +201,10 @@ def watch_command(
     threads: int | None,
     min_area: int,
     decision: str,
+    mqtt: tuple[str, ...],
+    webhook: tuple[str, ...],
+    webhook_secret: str | None,
+    outbox: str | None,
 ) -> None:
     """Watch IN_DIR: score each new image once (when completely written), append its result to
     OUT/predictions.csv and OUT/predictions.jsonl, write its pictures, and with --move sort it into OUT/ok|ng.
@@ -169,9 +216,12 @@ def watch_command(
 
     set_threads(threads)
     runtime = scorer_runtime(model_path, runtime)
+    sinks = None
     try:
+        scorer = open_scorer(model_path, runtime, device)
+        sinks = open_outbox(mqtt, webhook, webhook_secret, outbox, Path(out) / OUTBOX_NAME)
         folder = HotFolder(
-            open_scorer(model_path, runtime, device),
+            scorer,
             Path(in_dir),
             Path(out),
             move,
@@ -179,6 +229,7 @@ def watch_command(
             batch_size,
             Decision(decision, min_area),
             unreadable_after_s=unreadable_after,
+            publisher=sinks,
         )
         if not once:
             click.echo(f"watching {in_dir} -> {out} (Ctrl-C stops)")
@@ -187,6 +238,8 @@ def watch_command(
         return
     except USER_ERRORS as exc:
         raise user_error(exc) from exc
+    finally:
+        close_outbox(sinks, 30.0 if once else 5.0)
     click.echo(f"{count} images scored -> {out}")
 
 

@@ -6,6 +6,7 @@ writes its state and metadata here, and :func:`indad.methods.load_model` reads t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -63,3 +64,23 @@ def read_tensors(path: str | os.PathLike, device: torch.device | str = "cpu") ->
     from safetensors.torch import load_file
 
     return load_file(str(path), device=str(device))
+
+
+VERSION_HEX = 12
+"""Hex digits of a model file's sha256 that name its version when its header has no lineage."""
+
+
+def model_version(path: str | os.PathLike, header: dict[str, Any]) -> str:
+    """The version of the model in ``path``: ``header["lineage"]["version"]`` when the header has one, else the
+    first :data:`VERSION_HEX` hex digits of the file's sha256 (the same bytes, the same version)."""
+    lineage = header.get("lineage")
+    if isinstance(lineage, dict) and lineage.get("version") not in (None, ""):
+        return str(lineage["version"])
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as e:
+        raise ModelFileError(f"cannot read model file {path}: {e}") from None
+    return digest.hexdigest()[:VERSION_HEX]

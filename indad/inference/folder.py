@@ -10,20 +10,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from ..data import Preprocess, read_ahead, read_image
 from ..data.images import is_image_file, list_images
 from ..errors import DatasetLayoutError, ImageReadError
 from ..files import atomic_output, csv_text, write_atomic
+from ..line import pipeline as line
+from ..line.result import LineResult
 from ..progress import Progress, track
-from ..regions import Region, find_regions
-from ..thresholds import DEFAULT_DECISION, Decision, Thresholds, is_defective
-from .scorer import Scorer
-from .visualize import heatmap_image, map_to_original, mask_image, overlay_image
+from ..thresholds import DEFAULT_DECISION, Decision, Thresholds
+from .scorer import Scorer, open_scorer
+from .visualize import PNG_LEVEL
+
+__all__ = ["PNG_LEVEL", "Scorer", "open_scorer", "predict_folder", "score_inputs"]
 
 CSV_COLUMNS = (
     "path", "score", "normalized_score", "decision", "threshold", "regions", "largest_area", "error"
@@ -106,7 +106,13 @@ def _collate(items: list[dict]) -> list[dict]:
 
 
 def score_inputs(
-    scorer: Scorer, paths: list[Path], items: list[dict], base: Path, root: Path, decision: Decision = DEFAULT_DECISION
+    scorer: Scorer,
+    paths: list[Path],
+    items: list[dict],
+    base: Path,
+    root: Path,
+    decision: Decision = DEFAULT_DECISION,
+    publisher: line.Publisher | None = None,
 ) -> list[dict]:
     """The result rows (:data:`ROW_FIELDS`) of inputs read by :func:`read_input`, in order.
 
@@ -114,19 +120,51 @@ def score_inputs(
     (see :func:`predict_folder`), each file written whole or not at all, so
     scoring an image again rewrites the same files. With thresholds, each row
     lists the image's defect regions of at least ``decision.min_area`` pixels, in
-    original-image coordinates, and its decision by ``decision``.
+    original-image coordinates, and its decision by ``decision``. ``publisher`` (the
+    sinks' outbox) gets each :class:`~indad.line.result.LineResult`.
     """
-    rows = [_row(path, None, scorer.thresholds, item["error"]) for path, item in zip(paths, items, strict=True)]
-    good = [i for i, item in enumerate(items) if not item["error"]]
-    if good:
-        scores, maps = scorer(torch.stack([items[i]["image"] for i in good]))
-        for i, score, amap in zip(good, scores, maps, strict=True):
-            full = map_to_original(amap, scorer.preprocess, items[i]["original"].size)
-            _write_pictures(root, _relative(paths[i], base), items[i]["original"], full, scorer.thresholds)
-            t = scorer.thresholds
-            regions = None if t is None else find_regions(full, t.pixel, decision.min_area)
-            rows[i] = _row(paths[i], float(score), t, "", regions, decision)
-    return rows
+    pipeline = line.Pipeline(scorer, line.model_of(scorer), decision, publisher=publisher)
+    return [result_row(r) for r in score_results(pipeline, paths, items, base, root)]
+
+
+def score_results(
+    pipeline: line.Pipeline,
+    paths: list[Path],
+    items: list[dict],
+    base: Path,
+    root: Path,
+    ids: list[str] | None = None,
+) -> list[LineResult]:
+    """:func:`score_inputs` through ``pipeline`` (its sinks too), as :class:`~indad.line.result.LineResult` s;
+    ``ids`` fixes the result ids."""
+    inputs = [
+        line.Input(
+            str(path),
+            item["original"],
+            item["image"],
+            item["error"],
+            picture=output_name(_relative(path, base)),
+            result_id=None if ids is None else ids[i],
+        )
+        for i, (path, item) in enumerate(zip(paths, items, strict=True))
+    ]
+    return [scored.result for scored in pipeline.run(inputs, root)]
+
+
+def result_row(result: LineResult) -> dict:
+    """A result as a row of :data:`ROW_FIELDS` (numbers as text, "" where there is none)."""
+    row = dict.fromkeys(ROW_FIELDS, "") | {"path": result.source, "error": result.error}
+    if result.score is not None:
+        row["score"] = f"{result.score:.6g}"
+        if result.threshold is not None and result.normalized_score is not None:
+            row["normalized_score"] = f"{result.normalized_score:.6g}"
+            row["decision"] = result.decision or ""
+            row["threshold"] = f"{result.threshold:.6g}"
+    if result.regions is not None:
+        row["regions"] = str(len(result.regions))
+        row["largest_area"] = str(max((r["area"] for r in result.regions), default=0))
+        row["regions_json"] = json.dumps(result.regions)
+    return row
 
 
 def report_error(row: dict) -> None:
@@ -165,6 +203,7 @@ def predict_folder(
     num_workers: int = 0,
     progress: Progress = True,
     decision: Decision = DEFAULT_DECISION,
+    publisher: line.Publisher | None = None,
 ) -> FolderPrediction:
     """Score every image of ``inputs`` and write ``out/predictions.csv``, ``out/predictions.jsonl`` and pictures.
 
@@ -177,7 +216,8 @@ def predict_folder(
     image's defect regions: their count and the largest area are CSV columns,
     and ``predictions.jsonl`` lists each (:class:`~indad.regions.Region`: area,
     bounding box, centroid in original-image pixels; peak and mean score).
-    Unreadable images get an error in their row and on stderr. ``out``
+    Unreadable images get an error in their row and on stderr; ``publisher`` (the sinks'
+    outbox) gets every result as a :class:`~indad.line.result.LineResult`. ``out``
     appears complete or not at all; an existing ``out`` is replaced only with
     ``overwrite``.
     """
@@ -190,7 +230,7 @@ def predict_folder(
     with atomic_output(out) as tmp:
         for batch in track(read_ahead(loader), "predict", len(loader), progress):
             indices = [item["index"] for item in batch]
-            scored = score_inputs(scorer, [files[i] for i in indices], batch, base, tmp, decision)
+            scored = score_inputs(scorer, [files[i] for i in indices], batch, base, tmp, decision, publisher)
             for i, row in zip(indices, scored, strict=True):
                 rows[i] = row
                 if row["error"]:
@@ -207,48 +247,3 @@ def output_name(rel: Path) -> Path:
 def _relative(path: Path, base: Path) -> Path:
     absolute = _absolute(path)
     return absolute.relative_to(base) if base in absolute.parents else Path(absolute.name)
-
-
-def _row(
-    path: Path,
-    score: float | None,
-    thresholds: Thresholds | None,
-    error: str,
-    regions: list[Region] | None = None,
-    decision: Decision = DEFAULT_DECISION,
-) -> dict:
-    row = dict.fromkeys(ROW_FIELDS, "") | {"path": str(path), "error": error}
-    if score is not None:
-        row["score"] = f"{score:.6g}"
-        if thresholds is not None:
-            row["normalized_score"] = f"{score / thresholds.image:.6g}"
-            row["decision"] = decision.label(score, regions or [], thresholds)
-            row["threshold"] = f"{thresholds.image:.6g}"
-    if regions is not None:
-        row["regions"] = str(len(regions))
-        row["largest_area"] = str(max((r.area for r in regions), default=0))
-        row["regions_json"] = json.dumps([r.to_dict() for r in regions])
-    return row
-
-
-PNG_LEVEL = 1
-"""zlib level of the pictures: about 4x faster to write than Pillow's default 6, files about 25% larger."""
-
-
-def _write_pictures(
-    root: Path, rel: Path, original: Image.Image, full: np.ndarray, thresholds: Thresholds | None
-) -> None:
-    """The heatmap, overlay and mask of an image whose anomaly map at its original size is ``full``."""
-    if thresholds is not None:
-        mask, vmax = is_defective(full, thresholds.pixel), 2.0 * thresholds.pixel
-    else:
-        mask, vmax = np.zeros(full.shape, dtype=bool), float(full.max())
-    heat = heatmap_image(full, vmax)
-    name = output_name(rel)
-    for kind, picture in (
-        ("heatmaps", heat),
-        ("overlays", overlay_image(original, heat, mask)),
-        ("masks", mask_image(mask)),
-    ):
-        with atomic_output(root / kind / name) as partial:
-            picture.save(partial, format="PNG", compress_level=PNG_LEVEL)

@@ -56,18 +56,27 @@ def open_scorer(path: str | os.PathLike, runtime: str = "torch", device: str = "
     """A scorer for a model file (``runtime="torch"``) or an exported ``.onnx`` file (``runtime="onnx"``).
 
     With ``runtime="onnx"`` and a model file, the ``.onnx`` file beside it
-    (same name, written by ``indad export``) is used.
+    (same name, written by ``indad export``) is used. The scorer's ``model_info``
+    (:class:`~indad.line.pipeline.ModelInfo`) names the model and its version.
     """
+    from ..line import pipeline as line
+
     path = Path(path)
+    scorer: Scorer
     if runtime == "onnx":
         from ..export.graph import OnnxScorer
 
         onnx_path = path if path.suffix == ".onnx" else path.with_suffix(".onnx")
         if not onnx_path.is_file():
             raise ModelFileError(f"no ONNX export of {path}: run `indad export {path} --format onnx` first")
-        return OnnxScorer(onnx_path)
-    if runtime != "torch":
-        raise InputError(f"unknown runtime {runtime!r}; choose torch or onnx")
-    from ..methods import load_model
+        scorer = OnnxScorer(onnx_path)
+        info = line.read_model_info(onnx_path, scorer.header)
+    elif runtime == "torch":
+        from ..methods import load_model
 
-    return TorchScorer(load_model(path, device=device))
+        scorer = TorchScorer(load_model(path, device=device))
+        info = line.read_model_info(path)
+    else:
+        raise InputError(f"unknown runtime {runtime!r}; choose torch or onnx")
+    setattr(scorer, "model_info", info)  # noqa: B010 (read back by indad.line.pipeline.model_of)
+    return scorer

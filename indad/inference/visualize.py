@@ -7,6 +7,9 @@ from PIL import Image
 
 from ..data import Preprocess
 
+PNG_LEVEL = 1
+"""zlib level of the pictures: about 4x faster to write than Pillow's default 6, files about 25% larger."""
+
 
 def map_to_original(anomaly_map: np.ndarray, preprocess: Preprocess, size: tuple[int, int]) -> np.ndarray:
     """An anomaly map at the network input size brought back onto the original image ``size = (width, height)``.

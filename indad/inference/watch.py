@@ -26,8 +26,10 @@ from typing import Any
 from ..data.images import is_image_file
 from ..errors import InputError
 from ..files import csv_text, remove_partials, write_atomic
+from ..line import pipeline as line
+from ..line.result import stable_id
 from ..thresholds import Decision
-from .folder import CSV_COLUMNS, read_input, report_error, score_inputs
+from .folder import CSV_COLUMNS, read_input, report_error, result_row, score_results
 from .scorer import Scorer
 
 LEDGER = "predictions.jsonl"
@@ -100,6 +102,9 @@ class HotFolder:
     scored file is moved to ``out_dir/ok``, ``ng`` or ``error`` (unreadable),
     keeping its relative path; a file that is not an image by its extension is
     reported once and, with ``move``, moved to ``error`` (it gets no result line).
+    ``publisher`` (the sinks' outbox) gets each result before it is recorded; its id
+    follows from the file's key and the model version, so a file scored again after a
+    crash is sent again under the same id (a receiver drops the duplicate).
     """
 
     scorer: Scorer
@@ -112,6 +117,7 @@ class HotFolder:
     clock: Callable[[], float] = time.monotonic
     unreadable_after_s: float = 10.0
     max_reads: int = MAX_READS
+    publisher: line.Publisher | None = None
     _done: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)  # file key -> its ledger record
     _seen: dict[Path, tuple[str, float]] = field(default_factory=dict, init=False)  # file -> (key, first seen)
     _failed: dict[Path, tuple[str, float, int]] = field(default_factory=dict, init=False)  # (key, when, reads)
@@ -208,7 +214,11 @@ class HotFolder:
             items = [item for item, scored_now in zip(items, take, strict=True) if scored_now]
             if not batch:
                 continue
-            scored = score_inputs(self.scorer, batch, items, self.in_dir.absolute(), self.out_dir, self.decision)
+            model = line.model_of(self.scorer)
+            pipeline = line.Pipeline(self.scorer, model, self.decision, publisher=self.publisher)
+            ids = [stable_id(f"{key}|{model.name}|{model.version}") for key in keys]
+            results = score_results(pipeline, batch, items, self.in_dir.absolute(), self.out_dir, ids)
+            scored = [result_row(r) for r in results]
             records: list[dict[str, Any]] = []
             taken: set[Path] = set()
             for path, key, row in zip(batch, keys, scored, strict=True):

@@ -25,8 +25,9 @@ from starlette.requests import ClientDisconnect
 from ..errors import IndadError
 from ..inference.folder import PNG_LEVEL
 from ..inference.scorer import Scorer
-from ..inference.visualize import heatmap_image, map_to_original
-from ..regions import find_regions
+from ..inference.visualize import heatmap_image
+from ..line.pipeline import Input, Publisher, judge, model_of
+from ..line.result import LineResult
 from ..thresholds import Decision
 from ..version import __version__
 from .admission import Admission, Holdings
@@ -106,6 +107,10 @@ class ImageResult(BaseModel):
     threshold: float | None = None
     regions: list[RegionOut] | None = None
     heatmap_png: str | None = None
+    id: str | None = None
+    model: str | None = None
+    model_version: str | None = None
+    trigger_id: str | None = None
 
 
 class PredictResponse(BaseModel):
@@ -163,25 +168,23 @@ def describe(
     scorer: Scorer,
     decision: Decision,
     heatmap: bool,
-) -> dict[str, Any]:
-    """One image's result (:class:`ImageResult`); regions and heatmap from the map at the original size."""
-    t = scorer.thresholds
-    result: dict[str, Any] = {"name": name, "width": original.width, "height": original.height, "score": score}
-    full = map_to_original(amap, scorer.preprocess, original.size)
+    trigger_id: str | None = None,
+) -> tuple[dict[str, Any], LineResult]:
+    """One image's result (:class:`ImageResult`, and as a :class:`~indad.line.result.LineResult`) from the result
+    pipeline; regions and heatmap from the map at the original size."""
+    scored = judge(Input(name, original, trigger_id=trigger_id), score, amap, scorer, model_of(scorer), decision)
+    r, t = scored.result, scorer.thresholds
+    result: dict[str, Any] = {"name": name, "width": r.width, "height": r.height, "score": score}
+    result |= {"id": r.id, "model": r.model, "model_version": r.model_version, "trigger_id": trigger_id}
     if t is not None:
-        regions = find_regions(full, t.pixel, decision.min_area)
-        result |= {
-            "normalized_score": score / t.image,
-            "decision": decision.label(score, regions, t),
-            "threshold": t.image,
-            "regions": [r.to_dict() for r in regions],
-        }
-    if heatmap:
+        result |= {"normalized_score": r.normalized_score, "decision": r.decision, "threshold": r.threshold}
+        result["regions"] = r.regions
+    if heatmap and scored.full is not None:
         buffer = io.BytesIO()
-        heat = heatmap_image(full, 2.0 * t.pixel if t is not None else float(full.max()))
+        heat = heatmap_image(scored.full, 2.0 * t.pixel if t is not None else float(scored.full.max()))
         heat.save(buffer, format="PNG", compress_level=PNG_LEVEL)
         result["heatmap_png"] = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return result
+    return result, r
 
 
 def _authorized(request: Request, token: str | None) -> bool:
@@ -201,42 +204,102 @@ def error_response(metrics: Metrics, status: int, kind: str, detail: str) -> JSO
     return JSONResponse({"error": kind, "detail": detail}, status_code=status, headers=headers)
 
 
-def create_app(scorer: Scorer, options: ServiceOptions | None = None) -> FastAPI:
-    """The service for ``scorer`` (loaded once): its scorer runs on one micro-batching worker thread."""
-    options = options or ServiceOptions()
-    metrics = Metrics()
-    batcher = MicroBatcher(scorer, options.max_batch, options.max_wait_ms / 1000.0, metrics.record_batch)
-    limiter = anyio.CapacityLimiter(options.decode_threads)
-    admission = Admission(
-        {"images": options.max_queue, "pixels": options.max_queue_pixels, "bytes": options.max_queue_bytes}
-    )
-    metrics.waiting.set_function(lambda: admission.held["images"])
-    # A request larger than what the queue may hold at once could never be admitted: too large (413), not busy.
-    body_limit = min(options.max_body_bytes, options.max_queue_bytes)
-    image_limit = min(options.max_images, options.max_queue)
-    pixel_limit = min(options.max_request_pixels, options.max_queue_pixels)
-    summary = model_summary(scorer)
+@dataclass
+class Gate:
+    """What admits a request's images, shared by every model a service serves: one queue, one set of limits."""
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        batcher.start()
+    options: ServiceOptions
+    metrics: Metrics
+    admission: Admission
+    limiter: anyio.CapacityLimiter
+    body_limit: int
+    image_limit: int
+    pixel_limit: int
+
+    @classmethod
+    def build(cls, options: ServiceOptions, metrics: Metrics) -> Gate:
+        """The gate of a service with ``options``; the waiting images are ``metrics``' gauge."""
+        admission = Admission(
+            {"images": options.max_queue, "pixels": options.max_queue_pixels, "bytes": options.max_queue_bytes}
+        )
+        metrics.waiting.set_function(lambda: admission.held["images"])
+        # A request larger than what the queue may hold at once could never be admitted: too large (413), not busy.
+        return cls(
+            options,
+            metrics,
+            admission,
+            anyio.CapacityLimiter(options.decode_threads),
+            min(options.max_body_bytes, options.max_queue_bytes),
+            min(options.max_images, options.max_queue),
+            min(options.max_request_pixels, options.max_queue_pixels),
+        )
+
+    async def uploads(self, request: Request, holdings: Holdings) -> list[tuple[str, bytes]]:
+        """A predict request's uploads, admitted: their bytes, images and pixels reserved in ``holdings``."""
+        admission, options = self.admission, self.options
+        if admission.full("images"):  # refused before its body is read
+            raise RequestError(503, "busy", f"{admission.held['images']} images are waiting to be scored: try again")
+
+        def reserve_bytes(n: int) -> None:
+            holdings.add(admission.reserve(bytes=n))
+
+        body = await read_body(request, self.body_limit, options.body_timeout_s, reserve_bytes)
+        uploads = await read_uploads(request, body, self.image_limit)
+        if len(uploads) > self.image_limit:
+            raise RequestError(413, "too_many_images", f"{len(uploads)} images exceed the limit of {self.image_limit}")
+        pixels = sum(w * h for w, h in (probe_upload(data, name, options.max_pixels) for name, data in uploads))
+        if pixels > self.pixel_limit:
+            raise RequestError(
+                413,
+                "too_many_request_pixels",
+                f"the {len(uploads)} images hold {pixels} pixels, over the limit of {self.pixel_limit}",
+            )
+        holdings.add(admission.reserve(images=len(uploads), pixels=pixels))
+        return uploads
+
+    async def score(
+        self,
+        request: Request,
+        scorer: Scorer,
+        batcher: MicroBatcher,
+        heatmap: bool,
+        trigger_id: str | None,
+        publisher: Publisher | None,
+    ) -> dict[str, Any]:
+        """The results (:class:`PredictResponse`) of a predict request scored by ``scorer`` on ``batcher``."""
+        holdings = Holdings()
         try:
-            yield
-        finally:
-            await anyio.to_thread.run_sync(batcher.close)
+            uploads = await self.uploads(request, holdings)
 
-    app = FastAPI(
-        title="indad scoring service",
-        version=__version__,
-        description="Anomaly scores, decisions, defect regions and heatmaps of images, from one indad model.",
-        lifespan=lifespan,
-    )
-    app.state.batcher, app.state.metrics, app.state.options = batcher, metrics, options
-    app.state.admission = admission
+            def decode_all() -> tuple[list[Image.Image], list[torch.Tensor]]:
+                images = [decode_upload(data, name) for name, data in uploads]
+                return images, [scorer.preprocess.image(im) for im in images]
+
+            originals, tensors = await anyio.to_thread.run_sync(decode_all, limiter=self.limiter)
+            if await request.is_disconnected():  # its client has gone: nothing to score for
+                raise ClientDisconnect()
+            scored = await asyncio.gather(*(asyncio.wrap_future(batcher.submit(t)) for t in tensors))
+
+            def describe_all() -> list[dict[str, Any]]:
+                described = [
+                    describe(name, im, score, amap, scorer, self.options.decision, heatmap, trigger_id)
+                    for (name, _), im, (score, amap) in zip(uploads, originals, scored, strict=True)
+                ]
+                if publisher is not None:
+                    publisher.publish([r for _, r in described])
+                return [d for d, _ in described]
+
+            return {"results": await anyio.to_thread.run_sync(describe_all, limiter=self.limiter)}
+        finally:
+            holdings.release_all()
+
+
+def install_guards(app: FastAPI, options: ServiceOptions, metrics: Metrics, route_of: Callable[[str], str]) -> None:
+    """The token check, request counting and ``{error, detail}`` answers of every indad service on ``app``."""
 
     @app.middleware("http")
     async def count_and_guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        route = request.url.path if request.url.path in ROUTES else "other"
+        route = route_of(request.url.path)
         start = time.perf_counter()
         response: Response
         if not _authorized(request, options.token):
@@ -274,65 +337,51 @@ def create_app(scorer: Scorer, options: ServiceOptions | None = None) -> FastAPI
         """Liveness: ``{"status": "ok"}`` (no token needed)."""
         return {"status": "ok"}
 
+    @app.get("/metrics", response_class=Response)
+    async def prometheus() -> Response:
+        """Prometheus metrics: requests, latency histogram, images scored and waiting, errors, refusals, batches."""
+        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def create_app(scorer: Scorer, options: ServiceOptions | None = None, publisher: Publisher | None = None) -> FastAPI:
+    """The service for ``scorer`` (loaded once): its scorer runs on one micro-batching worker thread; ``publisher``
+    (the sinks' outbox) gets each result before its reply is sent."""
+    options = options or ServiceOptions()
+    metrics = Metrics()
+    batcher = MicroBatcher(scorer, options.max_batch, options.max_wait_ms / 1000.0, metrics.record_batch)
+    gate = Gate.build(options, metrics)
+    summary = model_summary(scorer)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        batcher.start()
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(batcher.close)
+
+    app = FastAPI(
+        title="indad scoring service",
+        version=__version__,
+        description="Anomaly scores, decisions, defect regions and heatmaps of images, from one indad model.",
+        lifespan=lifespan,
+    )
+    app.state.batcher, app.state.metrics, app.state.options = batcher, metrics, options
+    app.state.admission = gate.admission
+    install_guards(app, options, metrics, lambda path: path if path in ROUTES else "other")
+
     @app.get("/v1/model")
     async def model() -> dict[str, Any]:
         """The model's header: method, hyperparameters, backbone and its fingerprint, preprocessing, thresholds,
         the indad version that fitted it (and the server's)."""
         return summary
 
-    @app.get("/metrics", response_class=Response)
-    async def prometheus() -> Response:
-        """Prometheus metrics: requests, latency histogram, images scored, errors, batch sizes."""
-        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
-
     @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS, openapi_extra=PREDICT_BODY)
-    async def predict(request: Request, heatmap: bool = False) -> dict[str, Any]:
+    async def predict(request: Request, heatmap: bool = False, trigger_id: str | None = None) -> dict[str, Any]:
         """Score one or several images: multipart file parts (any field names), or one image as the raw body
         (``?name=`` names it). Each image gets its score, normalised score (score / threshold), decision and defect
         regions (original-image pixels); ``?heatmap=true`` adds its heatmap as a base64 PNG. Any unusable upload
-        refuses the whole request with an error naming it."""
-        holdings = Holdings()
-        try:
-            return await answer(request, heatmap, holdings)
-        finally:
-            holdings.release_all()
-
-    async def answer(request: Request, heatmap: bool, holdings: Holdings) -> dict[str, Any]:
-        """The results of a predict request; what it holds reserved in ``holdings`` (see :class:`Admission`)."""
-        if admission.full("images"):  # refused before its body is read
-            raise RequestError(503, "busy", f"{admission.held['images']} images are waiting to be scored: try again")
-
-        def reserve_bytes(n: int) -> None:
-            holdings.add(admission.reserve(bytes=n))
-
-        body = await read_body(request, body_limit, options.body_timeout_s, reserve_bytes)
-        uploads = await read_uploads(request, body, image_limit)
-        if len(uploads) > image_limit:
-            raise RequestError(413, "too_many_images", f"{len(uploads)} images exceed the limit of {image_limit}")
-        pixels = sum(w * h for w, h in (probe_upload(data, name, options.max_pixels) for name, data in uploads))
-        if pixels > pixel_limit:
-            raise RequestError(
-                413,
-                "too_many_request_pixels",
-                f"the {len(uploads)} images hold {pixels} pixels, over the limit of {pixel_limit}",
-            )
-        holdings.add(admission.reserve(images=len(uploads), pixels=pixels))
-
-        def decode_all() -> tuple[list[Image.Image], list[torch.Tensor]]:
-            images = [decode_upload(data, name) for name, data in uploads]
-            return images, [scorer.preprocess.image(im) for im in images]
-
-        originals, tensors = await anyio.to_thread.run_sync(decode_all, limiter=limiter)
-        if await request.is_disconnected():  # its client has gone: nothing to score for
-            raise ClientDisconnect()
-        scored = await asyncio.gather(*(asyncio.wrap_future(batcher.submit(t)) for t in tensors))
-
-        def describe_all() -> list[dict[str, Any]]:
-            return [
-                describe(name, im, score, amap, scorer, options.decision, heatmap)
-                for (name, _), im, (score, amap) in zip(uploads, originals, scored, strict=True)
-            ]
-
-        return {"results": await anyio.to_thread.run_sync(describe_all, limiter=limiter)}
+        refuses the whole request with an error naming it. ``?trigger_id=`` travels with the results."""
+        return await gate.score(request, scorer, batcher, heatmap, trigger_id, publisher)
 
     return app
