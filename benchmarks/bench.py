@@ -72,12 +72,18 @@ hwm = int(re.search(r"VmHWM:\s+(\d+) kB", open("/proc/self/status").read()).grou
 paths = [s.path for s in scan_test(root)[:64]]
 images = torch.stack([model.preprocess.image(read_image(p)) for p in paths])
 overhead = {}
+
+
+def forward(x):  # the backbone alone, on the scoring runtime
+    return model.backbone(x, model.backbone_runtime)
+
+
 with torch.inference_mode():
     for batch in (1, 16):
         chunks = list(images.split(batch))
-        model.module(chunks[0]); model.backbone(chunks[0])  # warm-up
+        model.module(chunks[0]); forward(chunks[0])  # warm-up
         timings = {}
-        for name, fn in (("forward", model.backbone), ("score", model.module)):
+        for name, fn in (("forward", forward), ("score", model.module)):
             best = float("inf")
             for _ in range(3):  # the fastest of 3: the machine is shared
                 start = time.perf_counter()

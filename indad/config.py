@@ -126,7 +126,7 @@ def build_model(method: str, params: dict[str, Any], where: str = "parameters") 
     try:
         return METHODS[method](**params)
     except (TypeError, ValueError) as exc:
-        if isinstance(exc, IndadError) and type(exc) is not InputError:
+        if isinstance(exc, IndadError) and type(exc) not in (InputError, ConfigError):
             raise  # a more specific error (an unknown backbone, a bad device) says what it is
         raise ConfigError(f"{where}: {exc}") from exc
 

@@ -53,7 +53,11 @@ def device_option(default: str | None = "auto") -> Callable[[F], F]:
     return click.option("--device", default=default, help=f"auto (CUDA when present), cpu, cuda, cuda:N {shown}.")
 
 
-quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bars; warnings only.")
+def quiet_option(help: str = "No progress bars.") -> Callable[[F], F]:
+    """``--quiet`` (``-q``): what it silences."""
+    return click.option("--quiet", "-q", is_flag=True, help=help)
+
+
 verbose_option = click.option("--verbose", "-v", is_flag=True, help="More log messages.")
 config_option = click.option(
     "--config", "-c", default=None, help="YAML config file, or the name of a shipped config (e.g. patchcore_paper)."

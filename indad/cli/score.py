@@ -38,7 +38,7 @@ from .sinks import close_outbox, open_outbox, sink_options
 @device_option()
 @decision_options
 @sink_options
-@quiet_option
+@quiet_option()
 @engine_options
 def predict_command(
     model_path: str,

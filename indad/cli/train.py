@@ -57,7 +57,7 @@ method_arg = click.argument("method", type=click.Choice(sorted(METHODS)))
 @shape_options
 @click.option("--no-download", is_flag=True, help="Never download a missing dataset.")
 @verbose_option
-@quiet_option
+@quiet_option("Warnings only, no progress bars.")
 def run_command(
     method: str,
     datasets: tuple[str, ...],
@@ -130,7 +130,7 @@ def run_command(
     help="Quantile of the held-out good scores used as threshold.",
 )
 @shape_options
-@quiet_option
+@quiet_option()
 @engine_options
 def fit_command(
     method: str,
@@ -187,7 +187,7 @@ def fit_command(
 )
 @click.option("--quantile", default=0.99, show_default=True, type=click.FloatRange(0, 1, min_open=True))
 @device_option()
-@quiet_option
+@quiet_option()
 def calibrate_command(
     model_path: str, good: str | None, validation: str | None, quantile: float, device: str, quiet: bool
 ) -> None:
@@ -209,7 +209,7 @@ def calibrate_command(
 @MODEL_ARG
 @click.argument("data", type=click.Path(exists=True))
 @device_option()
-@quiet_option
+@quiet_option()
 def update_command(model_path: str, data: str, device: str, quiet: bool) -> None:
     """Add the good images in DATA to MODEL without refitting (thresholds are kept)."""
     from ..methods import load_model

@@ -247,12 +247,17 @@ class AnomalyModel(MethodProtocol):
     def hparams(self) -> dict[str, Any]:
         """Every constructor parameter with its value, as plain data.
 
-        The strides are the stages used and ``image_size="native"`` once fitted is
-        the size fit found, so a model file is rebuilt the same whatever the defaults become.
+        Sizes and tiles in their checked form (``[H, W]``, ``{size, overlap}``), the strides those used, and
+        ``image_size="native"`` once fitted the size fit found: a model file is rebuilt the same whatever the
+        defaults become.
         """
         out = {name: plain_value(getattr(self, name)) for name in self.param_defaults()}
         out["strides"] = list(self.stage_strides)
-        if self.image_size == NATIVE and self.geometry is not None:
+        out["crop_size"] = None if self.crop is None else list(self.crop)
+        out["tile"] = None if self.tiling is None else self.tiling.to_dict()
+        if self.image_size != NATIVE:
+            out["image_size"] = list(as_size(self.image_size, "image_size") or ())  # type: ignore[arg-type]
+        elif self.geometry is not None:
             out["image_size"] = list(self.geometry.preprocess.resize)
         return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,10 +36,12 @@ class Rule:
                 return bool(value)
             raise InputError(f"{name} must be true or false, got {value!r}")
         try:
-            if isinstance(value, bool) or (self.kind is int and float(value) != int(value)):
+            if isinstance(value, bool) or not math.isfinite(float(value)):
+                raise ValueError
+            if self.kind is int and float(value) != int(value):
                 raise ValueError
             number = self.kind(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise InputError(
                 f"{name} must be {'an integer' if self.kind is int else 'a number'}, got {value!r}"
             ) from None
@@ -72,8 +75,12 @@ def check_params(model: object, rules: Mapping[str, Rule]) -> None:
 
 def plain_value(value: Any) -> Any:
     """A hyperparameter's value as plain (JSON) data, for model files and configs."""
-    if isinstance(value, tuple):
-        return list(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (tuple, list)):
+        return [plain_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain_value(v) for k, v in value.items()}
     if isinstance(value, (torch.device, os.PathLike)):
         return str(value)
     if isinstance(value, Tiling):

@@ -11,7 +11,7 @@ import os
 from typing import Any, TypeVar
 
 from ..backbones import Backbone
-from ..errors import ConfigError, ModelFileError
+from ..errors import ModelFileError
 from ..export.model_file import read_header, read_tensors
 from ..progress import Progress
 from ..thresholds import Thresholds
@@ -34,19 +34,13 @@ def register(cls: M) -> M:
     return cls
 
 
-def method_class(name: Any, where: str = "method") -> type[AnomalyModel]:
-    """The registered class of method ``name``; :class:`~indad.errors.ConfigError` naming the known ones."""
-    if name not in METHODS:
-        raise ConfigError(f"{where}: unknown method {name!r} (known: {', '.join(METHODS)})")
-    return METHODS[name]
-
-
 def check_fingerprint(backbone: Backbone, stored: dict[str, Any], what: str) -> None:
     """Refuse a backbone whose weights differ from those ``what`` was fitted with (``stored``: its header entry)."""
     if backbone.fingerprint != stored["fingerprint"]:
+        source = f" (from {stored['weights_source']})" if "weights_source" in stored else ""
         raise ModelFileError(
-            f"{what} was fitted with {stored['name']} weights of fingerprint {stored['fingerprint']} "
-            f"(from {stored.get('weights_source', 'unknown')}), but the weights found here ({backbone.weights_source}) "
+            f"{what} was fitted with {stored['name']} weights of fingerprint {stored['fingerprint']}"
+            f"{source}, but the weights found here ({backbone.weights_source}) "
             f"have fingerprint {backbone.fingerprint}: scores would be meaningless. Pass the original weights."
         )
 

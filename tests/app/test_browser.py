@@ -159,7 +159,7 @@ def _save_screenshot(page, tmp_path: Path, name: str) -> Path:
 
 def test_train_browse_and_download(app_server, browser, datasets_root, tmp_path):
     import indad
-    from indad.app.page import PER_PAGE
+    from indad.app.results_view import PER_PAGE
     from indad.data import list_images
 
     url, log = app_server

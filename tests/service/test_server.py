@@ -120,7 +120,7 @@ def test_bad_input_gets_a_json_error_naming_it_and_the_server_keeps_serving(serv
     assert server.post_images(hazelnut_images[:1]).status_code == 200
 
 
-def test_metrics(server: Server, hazelnut_images):
+def test_metrics_count_requests_images_batches_and_errors(server: Server, hazelnut_images):
     server.post_images(hazelnut_images[:2])
     server.post_raw(b"")
     text = requests.get(f"{server.url}/metrics", headers=server.headers, timeout=10).text
@@ -203,7 +203,7 @@ def check_load(server: Server, images, reference, clients: int, per_client: int,
     )
 
 
-def test_load_small(server: Server, hazelnut_images, reference):
+def test_4_clients_x_10_requests_get_the_reference_scores(server: Server, hazelnut_images, reference):
     check_load(server, hazelnut_images, reference, clients=4, per_client=10, budget_s=120)
 
 
