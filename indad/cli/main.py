@@ -15,6 +15,14 @@ from ..config import build_model, resolve_params
 from ..errors import IndadError
 from ..methods import METHODS
 from ..thresholds import DECISION_RULES, Decision
+from .lifecycle import (
+    check_command,
+    feedback_command,
+    models_command,
+    retrain_command,
+    review_command,
+    rollback_command,
+)
 
 # Errors shown as one clear message, without a traceback: indad's own, and files missing or in the way.
 USER_ERRORS = (IndadError, FileNotFoundError, FileExistsError)
@@ -402,6 +410,8 @@ def calibrate_command(
     help="auto, cpu, cuda (local engine; Ray workers: --gpus-per-worker).",
 )
 @decision_options
+@click.option("--record", "record_target", default=None, help="Also write each result to this prediction record "
+              "(an SQLite file or a database URL; see indad feedback / retrain).")  # fmt: skip
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @engine_options
 def predict_command(
@@ -415,6 +425,7 @@ def predict_command(
     device: str,
     min_area: int,
     decision: str,
+    record_target: str | None,
     quiet: bool,
     **engine: Any,
 ) -> None:
@@ -437,6 +448,10 @@ def predict_command(
             result = runner.predict_folder(model_path, inputs, out, overwrite, batch_size, runtime, rule)
     except USER_ERRORS as exc:
         raise _fail(exc) from exc
+    if record_target:
+        from ..lifecycle.sinks import record_predictions
+
+        click.echo(record_predictions(record_target, result.rows, model_path), err=True)
     defective = sum(1 for r in result.rows if r["decision"] == "defective")
     click.echo(f"{len(result.rows)} images, {defective} defective, {result.failed} unreadable -> {result.out}")
     if result.thresholds is None:
@@ -555,6 +570,9 @@ def app_command(port: int, address: str | None, data_root: str | None, headless:
     default=None,
     help="Bearer token required on every route but /healthz [default: $INDAD_SERVE_TOKEN; none: open].",
 )
+@click.option("--record", "record_target", default=None, help="Prediction record (SQLite file or database URL): "
+              "results written there, POST /v1/feedback, drift gauges in /metrics.")  # fmt: skip
+@click.option("--images", default=None, type=click.Path(file_okay=False), help="Keep recorded images here.")
 def serve_command(
     model_path: str,
     host: str,
@@ -571,6 +589,8 @@ def serve_command(
     min_area: int,
     decision: str,
     token: str | None,
+    record_target: str | None,
+    images: str | None,
 ) -> None:
     """Serve MODEL over HTTP: POST /v1/predict, GET /v1/model, /healthz, /metrics; OpenAPI docs at /docs."""
     try:
@@ -599,7 +619,12 @@ def serve_command(
         decode_threads=threads or 2,
         max_queue=max_queue,
     )
-    uvicorn.run(create_app(scorer, options), host=host, port=port, log_level="info", access_log=False)
+    app = create_app(scorer, options)
+    if record_target:
+        from ..service.feedback import attach_lifecycle
+
+        attach_lifecycle(app, model_path, record_target, images)
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
 
 
 @cli.command("watch")
@@ -669,6 +694,14 @@ def watch_command(
     except USER_ERRORS as exc:
         raise _fail(exc) from exc
     click.echo(f"{count} images scored -> {out}")
+
+
+cli.add_command(feedback_command)
+cli.add_command(review_command)
+cli.add_command(retrain_command)
+cli.add_command(models_command)
+cli.add_command(rollback_command)
+cli.add_command(check_command)
 
 
 def main() -> None:

@@ -32,10 +32,12 @@ import torch
 from torch import nn
 
 from ..backbones import RUNTIMES, Backbone, backbone_normalization, check_backbone_name, resolve_device
-from ..data import Preprocess, first_image_size, make_loader, read_ahead, split_holdout
+from ..data import Preprocess, first_image_size, make_loader, read_ahead, split_holdout, train_paths
+from ..data.layout import is_paths
 from ..data.tiles import TileGrid, Tiling
 from ..data.transforms import as_size
 from ..errors import InputError, NotCalibratedError, NotFittedError
+from ..lineage import count_images, describe_training_set, note_change, score_reference, stamp
 from ..metrics import evaluate_predictions
 from ..progress import Progress, track
 from ..regions import Region, find_regions
@@ -236,6 +238,8 @@ class AnomalyModel(ABC):
         self.module: nn.Module | None = None
         self.thresholds: Thresholds | None = None
         self.timings: dict[str, float] = {}
+        # Version, parent, changes, training set fingerprint: see indad.lineage (the model file's header keeps it).
+        self.provenance: dict[str, Any] = {}
 
     @property
     def stage_strides(self) -> tuple[int, ...]:
@@ -346,6 +350,7 @@ class AnomalyModel(ABC):
             "preprocess": self.preprocess.to_dict(),
             "thresholds": None if self.thresholds is None else self.thresholds.to_dict(),
             "state": self.to_state().meta,
+            **{k: v for k, v in self.provenance.items() if not k.startswith("_")},
         }
 
     # ----------------------------------------------------------------- data
@@ -407,6 +412,8 @@ class AnomalyModel(ABC):
         if self._preprocess is None:  # image_size="native"
             self.set_working_size(first_image_size(data))
         calibration = None
+        self.provenance = {"training_set": describe_training_set(train_paths(data))} if is_paths(data) else {}
+        note_change(self.provenance, fitted=True)
         if holdout:
             data, calibration = split_holdout(data, holdout, self.seed)
         self.timings = {}
@@ -429,8 +436,17 @@ class AnomalyModel(ABC):
         See :func:`~indad.thresholds.good_quantile_thresholds`.
         """
         pred = self.predict(good_images)
+        before = self.thresholds
         self.thresholds = good_quantile_thresholds(pred.scores, pred.maps, quantile)
+        self.provenance["score_reference"] = score_reference(pred.scores)
+        self._note_thresholds(before)
         return self.thresholds
+
+    def _note_thresholds(self, before: Thresholds | None) -> None:
+        """Record a change of thresholds for the next saved version (see :mod:`indad.lineage`)."""
+        after = None if self.thresholds is None else self.thresholds.to_dict()
+        note_change(self.provenance, thresholds_before=None if before is None else before.to_dict())
+        note_change(self.provenance, thresholds_after=after)
 
     def calibrate_f1(self, validation: Any) -> Thresholds:
         """Set F1-optimal image and pixel thresholds on a labelled validation set (a folder in MVTec AD layout)."""
@@ -443,9 +459,11 @@ class AnomalyModel(ABC):
             keep = np.asarray(batch["has_mask"], dtype=bool) | (np.asarray(batch["label"]) == 0)
             masks.append(batch["mask"].numpy()[keep])
             maps.append(m[keep])
+        before = self.thresholds
         self.thresholds = f1_thresholds(
             np.concatenate(labels), np.concatenate(scores), np.concatenate(masks), np.concatenate(maps)
         )
+        self._note_thresholds(before)
         return self.thresholds
 
     def add_normal(self, images: Any) -> AnomalyModel:
@@ -454,6 +472,7 @@ class AnomalyModel(ABC):
         with torch.inference_mode():
             self.extend_state(self.fit_batches(images, f"{self.method}: add normal"))
         self.module = self.scoring_module().eval()
+        note_change(self.provenance, images_added=count_images(images))
         return self
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -461,6 +480,7 @@ class AnomalyModel(ABC):
         from ..export.model_file import write_model_file
 
         self.require_fitted()
+        stamp(self.provenance)
         return write_model_file(path, self.file_tensors(), self.metadata())
 
     def file_tensors(self) -> Tensors:

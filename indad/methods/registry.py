@@ -6,6 +6,7 @@ import os
 
 from ..errors import ModelFileError
 from ..export.model_file import read_header, read_tensors
+from ..lineage import from_header
 from ..progress import Progress
 from ..thresholds import Thresholds
 from .base import ROI_TENSOR, AnomalyModel, ModelState
@@ -47,4 +48,5 @@ def load_model(
     model.from_state(ModelState(tensors, header["state"]))
     model.thresholds = None if header["thresholds"] is None else Thresholds.from_dict(header["thresholds"])
     model.module = model.scoring_module().eval()
+    model.provenance = from_header(header)
     return model

@@ -92,6 +92,8 @@ class ImageResult(BaseModel):
     threshold: float | None = None
     regions: list[RegionOut] | None = None
     heatmap_png: str | None = None
+    id: str | None = None
+    model_version: str | None = None
 
 
 class PredictResponse(BaseModel):
@@ -279,6 +281,9 @@ def create_app(scorer: Scorer, options: ServiceOptions | None = None) -> FastAPI
                 for (name, _), im, (score, amap) in zip(uploads, originals, scored, strict=True)
             ]
 
-        return {"results": await anyio.to_thread.run_sync(describe_all, limiter=limiter)}
+        results = await anyio.to_thread.run_sync(describe_all, limiter=limiter)
+        for hook in getattr(app.state, "result_hooks", ()):  # the record and drift (indad.service.feedback)
+            await anyio.to_thread.run_sync(hook, uploads, originals, results)
+        return {"results": results}
 
     return app
