@@ -170,8 +170,13 @@ class PredictionRecord:
         self.retry_s = retry_s
         self._retry_at = 0.0
 
+    @property
+    def name(self) -> str:
+        """The record's database URL, without a password."""
+        return str(self.engine.url.render_as_string(hide_password=True))
+
     def __repr__(self) -> str:
-        return f"PredictionRecord({self.engine.url.render_as_string(hide_password=True)!r})"
+        return f"PredictionRecord({self.name!r})"
 
     # ----------------------------------------------------------------- writing
     def _ensure_tables(self) -> None:

@@ -150,7 +150,9 @@ def retrain(
             f"the images of the {review.missing} results with feedback in {record} are no longer found "
             "(keep images with --images): nothing written"
         )
-    held = review.false_alarms[calibration_every - 1 :: calibration_every] if len(review.false_alarms) > 1 else []
+    held = review.false_alarms[calibration_every - 1 :: calibration_every]
+    if not held and len(review.false_alarms) > 1:  # at least one to calibrate on
+        held = review.false_alarms[-1:]
     added = [p for p in review.false_alarms if p not in held]
     current = load_model(model_path, device=device)
     if current.thresholds is None:
@@ -166,7 +168,7 @@ def retrain(
     note_change(
         new.provenance,
         false_alarms=len(review.false_alarms),
-        record=str(record),
+        record=record.name,
         validation_set=validation,
         calibration_images=len(pool),
     )
