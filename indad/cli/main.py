@@ -13,6 +13,7 @@ import click
 from .. import __version__
 from ..config import build_model, resolve_params
 from ..errors import IndadError
+from ..lifecycle.checks import quick_warnings
 from ..methods import METHODS
 from ..thresholds import DECISION_RULES, Decision
 from .lifecycle import (
@@ -338,6 +339,8 @@ def fit_command(
     With --engine ray, the training images are cut into shards fitted by Ray workers and merged here.
     """
     runner = make_engine(**engine, progress=not quiet)
+    for warning in quick_warnings(data):  # the quick dataset checks (indad check runs them all)
+        click.echo(warning, err=True)
     try:
         overrides = {"backbone_name": backbone, "weights": weights, "device": device, "progress": not quiet}
         params = resolve_params(method, config, overrides | shape_overrides(image_size, resize, tile, overlap, roi))
