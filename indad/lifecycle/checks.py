@@ -94,7 +94,6 @@ class CheckReport:
         """Plain values (the JSON report)."""
         return asdict(self)
 
-
     def findings(self) -> int:
         """How many problems were found."""
         found: list[list[Any]] = [self.unreadable, self.duplicates, self.near_duplicates, self.test_in_train]

@@ -48,8 +48,8 @@ def brightened(source: Path, dest: Path, factor: float) -> list[Path]:
 
 
 def _postgres_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or ([shutil.which("initdb")] if shutil.which("initdb") else [])
-    return Path(found[-1]).parent if found else None
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [shutil.which("initdb")]
+    return Path(found[-1]).parent if found[-1] else None
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,8 @@ from indad.lifecycle.record import PredictionRecord
 
 
 def predict_into_record(model: Path, images: Path, out: Path, record: Path) -> None:
-    result = CliRunner().invoke(cli, ["predict", str(model), str(images), "-o", str(out), "-q", "--record", str(record)])
+    args = ["predict", str(model), str(images), "-o", str(out), "-q", "--record", str(record)]
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
 
 
@@ -67,8 +68,9 @@ def test_retrain_without_feedback_says_so_and_writes_nothing(tiny_model_file: Pa
 def test_predict_goes_on_when_the_record_is_corrupt(tiny_model_file: Path, tiny_dataset: Path, tmp_path: Path):
     db = tmp_path / "record.db"
     db.write_bytes(b"garbage" * 1000)
+    out = str(tmp_path / "o")
     result = CliRunner().invoke(
-        cli, ["predict", str(tiny_model_file), str(tiny_dataset / "test"), "-o", str(tmp_path / "o"), "--record", str(db)]
+        cli, ["predict", str(tiny_model_file), str(tiny_dataset / "test"), "-o", out, "--record", str(db)]
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "o" / "predictions.csv").is_file()
