@@ -149,8 +149,10 @@ class PredictionRecord:
         buffer_rows: int = BUFFER_ROWS,
         retry_s: float = 5.0,
     ) -> None:
-        from sqlalchemy import MetaData, create_engine
-
+        try:
+            from sqlalchemy import MetaData, create_engine
+        except ImportError:
+            raise RecordError("the prediction record needs SQLAlchemy: pip install 'indad[record]'") from None
         self.url = database_url(target)
         self.images = None if images is None else Path(images)
         args = {"timeout": timeout_s, "check_same_thread": False} if self.url.startswith("sqlite") else {}
