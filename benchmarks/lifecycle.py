@@ -123,6 +123,7 @@ def drift_figures(model_path: Path, pool: list[Path]) -> dict[str, Any]:
         "distinct_images": len(pool),
         "steady_images": len(images),
         "steady_alarms": steady.alarms,
+        "steady_tripped": dict(steady.tripped_counts),
         "steady_last": steady.status().to_dict(),
         "shifted_first_alarm": first,
         "shifted_tripped": tripped,

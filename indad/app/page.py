@@ -17,6 +17,7 @@ import streamlit as st
 from PIL import Image
 
 from indad.app import logic
+from indad.app.review import review_tab
 from indad.config import build_model
 from indad.data import MVTEC_CLASSES, data_root, list_images, resolve_dataset
 from indad.data.transforms import RESIZE_MODES
@@ -552,7 +553,7 @@ def main() -> None:
     st.set_page_config(page_title="indad: anomaly detection", page_icon=":mag:", layout="wide")
     st.title("indad: find defects, learning from good images only")
     settings = sidebar()
-    train_tab, score = st.tabs(["Train and inspect", "Score images"])
+    train_tab, score, review = st.tabs(["Train and inspect", "Score images", "Review"])
     with train_tab:
         if settings.start:
             run = train(settings)
@@ -571,3 +572,5 @@ def main() -> None:
             show_results(run, settings.decision)
     with score:
         score_tab(st.session_state.get("run"), settings.decision)
+    with review:
+        review_tab()

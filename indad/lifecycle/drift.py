@@ -7,7 +7,12 @@ compares with the model file's reference (see :mod:`indad.lineage`):
   spread over the training images' (a relative change: 0.1 is 10 %);
 - ``ks``: the two-sample Kolmogorov-Smirnov statistic between the window's image
   scores and the calibration scores (the largest gap of their distributions);
+  its limit is at least the test's critical value at 0.1 % for these sample sizes
+  (a threshold calibrated on a handful of images cannot tell more);
 - ``above_threshold``: the share of the window at or above the image threshold;
+  its limit is at least the share expected of good images plus three standard
+  deviations of it in a window: a threshold at the ``q`` quantile of ``n``
+  calibration images leaves about ``max(1 - q, 1 / (n + 1))`` of good images above;
 - score quantiles (median, 90 %), reported without an alarm of their own.
 
 An alarm names every statistic past its limit. The statistics are plain
@@ -40,9 +45,11 @@ class DriftLimits:
     brightness, contrast:
         Largest relative change of the window's mean brightness (contrast) from the training images'.
     ks:
-        Largest KS statistic between the window's scores and the calibration scores.
+        Largest KS statistic between the window's scores and the calibration scores (raised to the critical
+        value at 0.1 % for the sample sizes).
     above_threshold:
-        Largest share of the window at or above the image threshold.
+        Largest share of the window at or above the image threshold (raised to the share expected of good
+        images plus 3 standard deviations).
     """
 
     window: int = 100
@@ -65,6 +72,8 @@ class DriftReference:
     contrast: float
     score_quantiles: np.ndarray
     threshold: float | None
+    n_calibration: int = 1000
+    quantile: float = 0.99
 
     @classmethod
     def from_header(cls, header: dict[str, Any]) -> DriftReference:
@@ -81,6 +90,8 @@ class DriftReference:
             float(training["contrast"][0]),
             np.asarray(scores["quantiles"], dtype=np.float64),
             thresholds.get("image"),
+            int(scores.get("n", 1000)),
+            float(thresholds.get("quantile") or 0.99),
         )
 
 
@@ -135,6 +146,7 @@ class DriftMonitor:
         self.seen = 0
         self.alarms = 0
         self.history: list[DriftStatus] = []
+        self.tripped_counts: collections.Counter[str] = collections.Counter()
 
     def observe(self, score: float, brightness: float, contrast: float) -> DriftStatus:
         """Add one scored image (its score, brightness and contrast: :func:`indad.lineage.image_statistics`)."""
@@ -145,6 +157,7 @@ class DriftMonitor:
             self.seen += 1
             status = self._status_locked()
             self.alarms += status.alarm
+            self.tripped_counts.update(status.tripped)
             if self.seen % max(1, self.limits.window // 10) == 0:
                 self.history.append(status)
             return status
@@ -170,11 +183,15 @@ class DriftMonitor:
             time=utc_now(),
         )
         if n >= lim.min_images:
+            m = ref.n_calibration
+            ks_limit = max(lim.ks, 1.95 * np.sqrt((n + m) / (n * m)))
+            expected = max(1.0 - ref.quantile, 1.0 / (m + 1))
+            share_limit = max(lim.above_threshold, expected + 3.0 * np.sqrt(expected * (1 - expected) / n))
             checks = {
                 "brightness": abs(status.brightness or 0.0) > lim.brightness,
                 "contrast": abs(status.contrast or 0.0) > lim.contrast,
-                "ks": (status.ks or 0.0) > lim.ks,
-                "above_threshold": (status.above_threshold or 0.0) > lim.above_threshold,
+                "ks": (status.ks or 0.0) > ks_limit,
+                "above_threshold": (status.above_threshold or 0.0) > share_limit,
             }
             status.tripped = [name for name, past in checks.items() if past]
         return status
