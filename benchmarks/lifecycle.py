@@ -15,9 +15,10 @@ Per dataset (DATA = $INDAD_DATA_DIR, else ../shared/datasets), with PatchCore at
   500 images cycles through those variants.
 - Drift: a :class:`~indad.lifecycle.DriftMonitor` (default limits) fed the pool's stream as it is (500 images:
   alarms counted) and at brightness x0.8 (the image at which the first alarm rises, and the statistic).
-- Review loop: the pool is split in two halves (A, B; alternate images, with their variants); both at brightness
-  x0.8. A is scored and recorded, its false alarms (good images flagged) are marked, ``retrain`` makes the new
-  version; flags on B (unseen) before and after, image ROC AUC on the test split before and after.
+- Review loop: the pool is split in two halves (A, B; alternate images; halves under 60 images with all 8
+  variants of each image); both at brightness x0.8. A is scored and recorded, its false alarms (good images
+  flagged) are marked, ``retrain`` makes the new version; flags on B (unseen) before and after, image ROC AUC on
+  the test split before and after.
 - Check: a temporary copy of train/good with 3 exact duplicates, 2 resized near duplicates, 1 test image and the
   first defective test image of each defect type (MTD: 2 of each) planted; ``check_dataset`` with 5 folds at
   128 px: what it found, recall of the planted defective images and the good images flagged beside them.
@@ -133,9 +134,9 @@ def drift_figures(model_path: Path, pool: list[Path]) -> dict[str, Any]:
 def review_figures(model_path: Path, root: Path, pool: list[Path], work: Path) -> dict[str, Any]:
     """Flags on an unseen shifted half before / after retraining on the false alarms of the other half."""
     half_a, half_b = pool[0::2], pool[1::2]
-    n = max(len(half_a), 60)
-    set_a = [darker(im) for im in stream(half_a, min(n, 8 * len(half_a)), seed=1)]
-    set_b = [darker(im) for im in stream(half_b, min(n, 8 * len(half_b)), seed=2)]
+    # small halves (hazelnut: 11 images) with all their flips / quarter turns, large ones (MTD: 95) as they are
+    set_a = [darker(im) for im in stream(half_a, len(half_a) if len(half_a) >= 60 else 8 * len(half_a), seed=1)]
+    set_b = [darker(im) for im in stream(half_b, len(half_b) if len(half_b) >= 60 else 8 * len(half_b), seed=2)]
     folder = work / "shifted_a"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)

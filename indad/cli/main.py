@@ -14,6 +14,7 @@ from .. import __version__
 from ..config import build_model, resolve_params
 from ..errors import IndadError
 from ..lifecycle.checks import quick_warnings
+from ..lifecycle.sinks import record_sink
 from ..methods import METHODS
 from ..thresholds import DECISION_RULES, Decision
 from .lifecycle import (
@@ -654,6 +655,8 @@ def serve_command(
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="Torch threads [default: torch's].")
 @decision_options
+@click.option("--record", "record_target", default=None, help="Also write each result to this prediction record.")
+@click.option("--images", default=None, type=click.Path(file_okay=False), help="Keep recorded images here.")
 def watch_command(
     model_path: str,
     in_dir: str,
@@ -668,6 +671,8 @@ def watch_command(
     threads: int | None,
     min_area: int,
     decision: str,
+    record_target: str | None,
+    images: str | None,
 ) -> None:
     """Watch IN_DIR: score each new image once (when completely written), append its result to
     OUT/predictions.csv and OUT/predictions.jsonl, write its pictures, and with --move sort it into OUT/ok|ng.
@@ -688,6 +693,7 @@ def watch_command(
             settle,
             batch_size,
             Decision(decision, min_area),
+            on_rows=None if record_target is None else record_sink(record_target, model_path, images),
         )
         if not once:
             click.echo(f"watching {in_dir} -> {out} (Ctrl-C stops)")

@@ -92,6 +92,7 @@ class HotFolder:
     batch_size: int = 16
     decision: Decision = field(default_factory=Decision)
     clock: Callable[[], float] = time.monotonic
+    on_rows: Callable[[list[dict]], Any] | None = None  # each batch's result rows, before any move (the record)
     _done: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)  # file key -> its ledger record
     _seen: dict[Path, tuple[str, float]] = field(default_factory=dict, init=False)  # file -> (key, first seen)
 
@@ -140,6 +141,8 @@ class HotFolder:
             keys = [self._seen[p][0] for p in batch]
             items = [read_input(p, self.scorer.preprocess) for p in batch]
             scored = score_inputs(self.scorer, batch, items, self.in_dir.absolute(), self.out_dir, self.decision)
+            if self.on_rows is not None:
+                self.on_rows(scored)
             records: list[dict[str, Any]] = []
             taken: set[Path] = set()
             for path, key, row in zip(batch, keys, scored, strict=True):

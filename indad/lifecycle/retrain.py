@@ -2,7 +2,8 @@
 
 False alarms become good images (:meth:`~indad.methods.AnomalyModel.add_normal`;
 every ``calibration_every``-th is held back to calibrate on), the thresholds are
-recalibrated on the recorded good images and those held back, and the missed
+recalibrated on the recorded good images and those held back (at the model's
+quantile; never below the current version's thresholds), and the missed
 and confirmed defects are kept as a labelled validation set. Both versions are
 then scored on that set and on the recorded good images: false alarms and
 misses before and after.
@@ -19,6 +20,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..lineage import note_change
+from ..thresholds import Thresholds
 from .record import PredictionRecord
 
 DEFECT_LABELS = ("missed_defect", "confirmed")
@@ -163,7 +165,15 @@ def retrain(
     pool = review.good + held
     if pool:
         q = quantile or current.thresholds.quantile or 0.99
-        new.calibrate(pool, q)
+        found = new.calibrate(pool, q)
+        # Feedback on false alarms must not make the model more sensitive than the current version: the pool is
+        # what the current version passed (scores below its threshold by selection), so a lower threshold is kept
+        # only from a labelled set (calibrate_f1), never from here.
+        old = current.thresholds
+        new.thresholds = Thresholds(
+            max(found.image, old.image), max(found.pixel, old.pixel), found.rule, found.quantile, found.n_images
+        )
+        note_change(new.provenance, thresholds_after=new.thresholds.to_dict())
     validation = [{"image_hash": review.hashes[p], "label": 1} for p in review.defects]
     note_change(
         new.provenance,

@@ -106,3 +106,16 @@ def record_predictions(target: str | os.PathLike, rows: Sequence[dict[str, Any]]
     if record.pending:
         return f"{len(record.pending)} results could NOT be recorded in {record}: {record.last_error}"
     return f"{record.written} results recorded in {record} (model {name} version {version})"
+
+
+def record_sink(
+    target: str | os.PathLike, model_path: str | os.PathLike, images: str | os.PathLike | None = None
+) -> Callable[[list[dict[str, Any]]], int]:
+    """A callable writing result rows (the hot folder's) to the record ``target``; images kept in ``images``."""
+    record = PredictionRecord(target, images)
+    name, version = model_identity(model_path)
+
+    def sink(rows: list[dict[str, Any]]) -> int:
+        return record_rows(record, rows, name, version, keep_images=images is not None)
+
+    return sink

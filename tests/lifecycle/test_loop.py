@@ -75,3 +75,19 @@ def test_predict_goes_on_when_the_record_is_corrupt(tiny_model_file: Path, tiny_
     assert result.exit_code == 0, result.output
     assert (tmp_path / "o" / "predictions.csv").is_file()
     assert "4 results could NOT be recorded" in result.output and db.read_bytes() == b"garbage" * 1000
+
+
+def test_the_hot_folder_records_and_keeps_moved_images(tiny_model_file: Path, tiny_dataset: Path, tmp_path: Path):
+    import shutil
+
+    inbox = tmp_path / "in"
+    shutil.copytree(tiny_dataset / "test" / "good", inbox)
+    db, kept = tmp_path / "record.db", tmp_path / "kept"
+    args = ["watch", str(tiny_model_file), str(inbox), "-o", str(tmp_path / "out"), "--once", "--settle", "0",
+            "--move", "--record", str(db), "--images", str(kept)]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    rec = PredictionRecord(db, kept)
+    rows = rec.rows()
+    assert len(rows) == 2 and not list(inbox.iterdir())  # moved away, yet the record still finds the images
+    assert all(rec.image_path(r) == kept / f"{r['image_hash']}.png" for r in rows)
