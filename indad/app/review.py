@@ -2,7 +2,7 @@
 
 Newest or most uncertain (normalised score nearest 1) first; each result's image
 with its heatmap beside it (when the model file is given); keyboard shortcuts
-``f`` (false alarm), ``m`` (missed defect), ``c`` (confirmed), ``n`` (next
+``f`` (false alarm), ``m`` (missed defect), ``y`` (confirmed: yes, defective), ``n`` (next
 without a label). Labels go to the record's feedback, which ``indad retrain`` learns from.
 """
 
@@ -25,7 +25,7 @@ MODEL_ENV = "INDAD_REVIEW_MODEL"
 BUTTONS = (
     ("false_alarm", "False alarm", "f"),
     ("missed_defect", "Missed defect", "m"),
-    ("confirmed", "Confirmed", "c"),
+    ("confirmed", "Confirmed", "y"),  # "c" and "r" are Streamlit's own
 )
 ORDERS = {"newest": "newest first", "uncertain": "most uncertain first"}
 QUEUE = 200

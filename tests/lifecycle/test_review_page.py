@@ -92,11 +92,10 @@ def test_review_by_keyboard_and_button(review_app, browser, review_record: Path,
             timeout=60_000,
         )
         page.get_by_test_id("stStatusWidget").wait_for(state="detached", timeout=30_000)
-        page.locator("body").click(position={"x": 5, "y": 300})
         page.keyboard.press("f")  # false alarm
         page.get_by_text("recorded res2: false_alarm").wait_for(timeout=30_000)
         panel.get_by_text("scratch/000.png").first.wait_for(timeout=30_000)
-        panel.get_by_role("button", name="Confirmed (c)").click()
+        panel.get_by_role("button", name="Confirmed (y)").click()
         page.get_by_text("recorded res1: confirmed").wait_for(timeout=30_000)
         assert PredictionRecord(review_record).labels() == {"res2": "false_alarm", "res1": "confirmed"}
         assert page.get_by_test_id("stException").count() == 0
