@@ -57,6 +57,44 @@ def heatmap(model_path: str, image: Image.Image) -> Image.Image:
     return heatmap_image(full, vmax)
 
 
+def drift_over_time(record: PredictionRecord, model_path: str, limit: int = 1000) -> list[dict[str, Any]]:
+    """The drift statistics of the record's last ``limit`` results of this model, replayed oldest first
+    (results whose image is no longer found are left out): one row per :attr:`DriftMonitor.history` entry."""
+    from ..export.model_file import read_header
+    from ..lifecycle.drift import DriftMonitor, DriftReference
+    from ..lineage import image_statistics
+
+    monitor = DriftMonitor(DriftReference.from_header(read_header(model_path)))
+    for row in reversed(record.rows(limit=limit)):
+        path = record.image_path(row)
+        if path is None or row["score"] is None:
+            continue
+        with Image.open(path) as im:
+            monitor.observe(row["score"], *image_statistics(im))
+    keys = ("images", "brightness", "contrast", "ks", "above_threshold")
+    return [{k: getattr(s, k) for k in keys} | {"alarm": ", ".join(s.tripped)} for s in monitor.history]
+
+
+def drift_section(record: PredictionRecord, model_path: str) -> None:
+    """A plot of the drift statistics over the record's results (needs the model file's reference)."""
+    with st.expander("Drift over time"):
+        try:
+            rows = drift_over_time(record, model_path)
+        except Exception as exc:  # no reference in an older model file, unreadable images: said here
+            st.warning(f"no drift plot: {exc}")
+            return
+        if not rows:
+            st.info("not enough recorded results with their images yet")
+            return
+        import pandas as pd
+
+        frame = pd.DataFrame(rows).set_index("images")
+        st.line_chart(frame[["brightness", "contrast", "ks", "above_threshold"]])
+        tripped = frame[frame["alarm"] != ""]
+        if len(tripped):
+            st.error(f"drift alarm from image {tripped.index[0]}: {tripped['alarm'].iloc[0]}")
+
+
 def _label(record: PredictionRecord, result_id: str, label: str, reason: str) -> None:
     record.add_feedback(result_id, label, reason or None, who="app")
     st.session_state["review_done"] = f"{result_id}: {label}"
@@ -85,6 +123,8 @@ def review_tab() -> None:
     except Exception as exc:  # a missing or broken record: said on the page
         st.error(f"cannot read the record: {exc}")
         return
+    if model_path and Path(model_path).is_file():
+        drift_section(record, model_path)
     if "review_done" in st.session_state:
         st.success(f"recorded {st.session_state['review_done']}")
     seen = st.session_state.get("review_seen", set())

@@ -66,3 +66,15 @@ def test_reference_from_a_model_file(tiny_model_file: Path):
     assert 0 < ref.brightness < 255
     with pytest.raises(InputError, match="no drift reference"):
         DriftReference.from_header({"thresholds": None})
+
+
+def test_drift_over_a_record_for_the_app(tiny_model_file: Path, tiny_dataset: Path, tmp_path: Path):
+    from indad.app.review import drift_over_time
+    from indad.lifecycle.record import PredictionRecord
+
+    record = PredictionRecord(tmp_path / "record.db")
+    images = sorted((tiny_dataset / "test").rglob("*.png"))
+    for i in range(25):
+        record.write({"time": f"2026-12-03T10:00:{i:02d}Z", "source": str(images[i % len(images)]), "score": 10.0})
+    rows = drift_over_time(record, str(tiny_model_file))
+    assert [r["images"] for r in rows] == [10, 20] and all(abs(r["brightness"]) < 0.2 for r in rows)
