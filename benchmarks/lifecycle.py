@@ -11,8 +11,8 @@ Per dataset (DATA = $INDAD_DATA_DIR, else ../shared/datasets), with PatchCore at
   so 20 of its 50 training images (``random.Random(0)``) are held out as extra good images: the model is fitted
   on the other 30 (10 % of those held out for its thresholds).
 - Good images not used in fit ("good pool"): MTD's 191 test/good; hazelnut's 2 test/good + the 20 held out.
-  The pool is extended, where needed, by the 8 flips / quarter turns of each image (seeded order): a stream of
-  500 images cycles through those variants.
+  A stream of 500 images draws from the pool in a seeded random order, extended where needed by the flips (and,
+  for square images, quarter turns) of each image: MTD 500 of its 764 flips, hazelnut its 176 variants cycled.
 - Drift: a :class:`~indad.lifecycle.DriftMonitor` (default limits) fed the pool's stream as it is (500 images:
   alarms counted) and at brightness x0.8 (the image at which the first alarm rises, and the statistic).
 - Review loop: the pool is split in two halves (A, B; alternate images; halves under 60 images with all 8
@@ -60,10 +60,11 @@ def data_root() -> Path:
 
 
 def variants(image: Image.Image) -> list[Image.Image]:
-    """The 8 flips and quarter turns of an image."""
+    """The 8 flips and quarter turns of a square image; the 4 flips of another (a quarter turn would stretch it)."""
     out = []
+    turns = range(4) if image.width == image.height else (0, 2)
     for flipped in (image, ImageOps.mirror(image)):
-        out += [flipped.rotate(90 * k, expand=True) for k in range(4)]
+        out += [flipped.rotate(90 * k, expand=True) for k in turns]
     return out
 
 
@@ -73,18 +74,17 @@ def darker(image: Image.Image, factor: float = 0.8) -> Image.Image:
 
 
 def stream(paths: list[Path], n: int, seed: int = 0) -> list[Image.Image]:
-    """``n`` images: the images themselves first, then their other flips / quarter turns, in a seeded order."""
-    originals = [Image.open(p).convert("RGB") for p in paths]
-    if n <= len(originals):
-        return originals[:n]
+    """``n`` images in a seeded random order: the images themselves when there are enough, else all their
+    flips / quarter turns, cycled when ``n`` is larger still. Random, because file names group images by
+    acquisition: MTD's sorted training images go from brightness 67 to 148 (means of 100)."""
     rng = random.Random(seed)
-    extra = [v for im in originals for v in variants(im)[1:]]
-    rng.shuffle(extra)
-    pool = originals + extra
+    originals = [Image.open(p).convert("RGB") for p in paths]
+    pool = originals if n <= len(originals) else [v for im in originals for v in variants(im)]
+    rng.shuffle(pool)
     return [pool[i % len(pool)] for i in range(n)]
 
 
-def fit_model(name: str, root: Path, work: Path) -> tuple[Path, Path, list[Path]]:
+def fit_model(name: str, root: Path, work: Path, reuse: bool = False) -> tuple[Path, Path, list[Path]]:
     """The model file, the dataset it was fitted on (a layout folder) and the good pool."""
     train = sorted((root / "train" / "good").iterdir())
     pool = sorted((root / "test" / "good").iterdir())
@@ -94,6 +94,8 @@ def fit_model(name: str, root: Path, work: Path) -> tuple[Path, Path, list[Path]
         fit_on = [p for i, p in enumerate(train) if i not in held]
         pool += [p for i, p in enumerate(train) if i in held]
     model_path = work / f"{name}.indad"
+    if reuse and model_path.is_file():
+        return model_path, root, pool
     start = time.perf_counter()
     PatchCore(**PARAMS).fit(fit_on, holdout=0.1).save(model_path)
     print(f"{name}: fitted in {time.perf_counter() - start:.0f} s", flush=True)
@@ -226,13 +228,14 @@ def main() -> None:
     parser.add_argument("--datasets", default="hazelnut_reduced,mtd")
     parser.add_argument("--work-dir", default="/tmp/indad_lifecycle")
     parser.add_argument("--parts", default="drift,review,check")
+    parser.add_argument("--reuse", action="store_true", help="use the model files of an earlier run")
     args = parser.parse_args()
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     for name in args.datasets.split(","):
         root = data_root() / name
         result: dict[str, Any] = {"dataset": name, "params": {k: v for k, v in PARAMS.items() if k != "progress"}}
-        model_path, root, pool = fit_model(name, root, work)
+        model_path, root, pool = fit_model(name, root, work, args.reuse)
         parts = args.parts.split(",")
         if "drift" in parts:
             result["drift"] = drift_figures(model_path, pool)
@@ -243,7 +246,7 @@ def main() -> None:
         if "check" in parts:
             result["check"] = check_figures(root, work, 2 if name == "mtd" else 1)
             print(json.dumps(result["check"], indent=1), flush=True)
-        (work / f"lifecycle_{name}.json").write_text(json.dumps(result, indent=1))
+        (work / f"lifecycle_{name}_{'_'.join(parts)}.json").write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
