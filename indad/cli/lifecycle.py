@@ -158,11 +158,18 @@ def rollback_command(current: str, version: str, folder: str | None) -> None:
 @click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False), help="Write the report as JSON.")
 @click.option("--folds", default=5, show_default=True, type=click.IntRange(0), help="k-fold scoring of train/good "
               "(0: skip the search for defective-looking training images).")  # fmt: skip
+@click.option("--image-size", default=128, show_default=True, type=click.IntRange(32), help="k-fold models' size.")
 @click.option("--heatmaps", default=None, type=click.Path(file_okay=False), help="Write the outliers' heatmaps here.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def check_command(
-    dataset: str, json_out: str | None, folds: int, heatmaps: str | None, device: str, quiet: bool
+    dataset: str,
+    json_out: str | None,
+    folds: int,
+    image_size: int,
+    heatmaps: str | None,
+    device: str,
+    quiet: bool,
 ) -> None:
     """Check DATASET (MVTec AD layout, or a folder of good images): unreadable files, duplicates, test images in
     train, sizes and modes, masks, and training images that look defective (k-fold)."""
@@ -170,7 +177,7 @@ def check_command(
     from ..lifecycle.checks import check_dataset
 
     try:
-        report = check_dataset(Path(dataset), folds, device=device, heatmaps=heatmaps, progress=not quiet)
+        report = check_dataset(Path(dataset), folds, image_size, device=device, heatmaps=heatmaps, progress=not quiet)
         if json_out:
             write_atomic(json_out, json.dumps(report.to_dict(), indent=1))
     except USER_ERRORS as exc:
