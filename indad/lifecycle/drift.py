@@ -4,7 +4,9 @@ Over a rolling window of the last scored images, a :class:`DriftMonitor`
 compares with the model file's reference (see :mod:`indad.lineage`):
 
 - ``brightness`` and ``contrast``: the window's mean grey level and grey-level
-  spread over the training images' (a relative change: 0.1 is 10 %);
+  spread over the training images' (a relative change: 0.1 is 10 %); the limit is at
+  least 3.5 standard errors of that change, from the training images' spread and
+  the sizes of the window and of the training sample (MTD's tiles vary a lot);
 - ``ks``: the two-sample Kolmogorov-Smirnov statistic between the window's image
   scores and the calibration scores (the largest gap of their distributions);
   its limit is at least the test's critical value at 0.1 % for these sample sizes
@@ -74,6 +76,9 @@ class DriftReference:
     threshold: float | None
     n_calibration: int = 1000
     quantile: float = 0.99
+    brightness_spread: float = 0.0
+    contrast_spread: float = 0.0
+    n_training: int = 64
 
     @classmethod
     def from_header(cls, header: dict[str, Any]) -> DriftReference:
@@ -92,6 +97,9 @@ class DriftReference:
             thresholds.get("image"),
             int(scores.get("n", 1000)),
             float(thresholds.get("quantile") or 0.99),
+            float(training["brightness"][1]) / max(float(training["brightness"][0]), 1e-6),
+            float(training["contrast"][1]) / max(float(training["contrast"][0]), 1e-6),
+            min(int(training.get("count", 64)), 64),
         )
 
 
@@ -187,9 +195,10 @@ class DriftMonitor:
             ks_limit = max(lim.ks, 1.95 * np.sqrt((n + m) / (n * m)))
             expected = max(1.0 - ref.quantile, 1.0 / (m + 1))
             share_limit = max(lim.above_threshold, expected + 3.0 * np.sqrt(expected * (1 - expected) / n))
+            error = 3.5 * np.sqrt(1.0 / n + 1.0 / ref.n_training)  # standard errors of the change, in spreads
             checks = {
-                "brightness": abs(status.brightness or 0.0) > lim.brightness,
-                "contrast": abs(status.contrast or 0.0) > lim.contrast,
+                "brightness": abs(status.brightness or 0.0) > max(lim.brightness, error * ref.brightness_spread),
+                "contrast": abs(status.contrast or 0.0) > max(lim.contrast, error * ref.contrast_spread),
                 "ks": (status.ks or 0.0) > ks_limit,
                 "above_threshold": (status.above_threshold or 0.0) > share_limit,
             }
