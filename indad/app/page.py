@@ -19,6 +19,7 @@ from PIL import Image
 
 from indad.app import choices, gallery, inputs, outcomes
 from indad.app.results_view import Run, show_results
+from indad.app.review import review_tab
 from indad.config import build_model
 from indad.data import MVTEC_CLASSES, data_root, list_images, resolve_dataset
 from indad.data.transforms import RESIZE_MODES
@@ -325,7 +326,7 @@ def main() -> None:
     st.set_page_config(page_title="indad: anomaly detection", page_icon=":mag:", layout="wide")
     st.title("indad: find defects, learning from good images only")
     settings = sidebar()
-    train_tab, score = st.tabs(["Train and inspect", "Score images"])
+    train_tab, score, review = st.tabs(["Train and inspect", "Score images", "Review"])
     with train_tab:
         if settings.start:
             run = train(settings)
@@ -344,3 +345,5 @@ def main() -> None:
             show_results(run, settings.decision)
     with score:
         score_tab(st.session_state.get("run"), settings.decision)
+    with review:
+        review_tab()

@@ -3,6 +3,7 @@
 - :mod:`.train`: ``run``, ``fit``, ``calibrate``, ``update``;
 - :mod:`.score`: ``predict``, ``export``;
 - :mod:`.serve`: ``serve``, ``watch``, ``app``; :mod:`.line`: ``stream``;
+- :mod:`.lifecycle`: ``check``, ``feedback``, ``review``, ``retrain``, ``models``, ``rollback``;
 - :mod:`.options`: the options they share, each declared once (:mod:`.sinks`: the sink options).
 """
 
@@ -11,6 +12,14 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .lifecycle import (
+    check_command,
+    feedback_command,
+    models_command,
+    retrain_command,
+    review_command,
+    rollback_command,
+)
 from .line import stream_command
 from .options import USER_ERRORS, setup_logging
 from .score import export_command, predict_command
@@ -37,6 +46,12 @@ for _command in (
     serve_command,
     watch_command,
     stream_command,
+    check_command,
+    feedback_command,
+    review_command,
+    retrain_command,
+    models_command,
+    rollback_command,
 ):
     cli.add_command(_command)
 

@@ -82,6 +82,16 @@ batch_size_option = click.option("--batch-size", default=16, show_default=True, 
 threads_option = click.option(
     "--threads", type=click.IntRange(1), default=None, help="Torch threads [default: torch's]."
 )
+record_option = click.option(
+    "--record",
+    "record_target",
+    default=None,
+    help="Also write each result to this prediction record (an SQLite file or a database URL; see indad feedback, "
+    "indad retrain).",
+)
+images_option = click.option(
+    "--images", default=None, type=click.Path(file_okay=False), help="Keep the recorded images here (by hash)."
+)
 MODEL_ARG = click.argument("model_path", metavar="MODEL", type=click.Path(dir_okay=False))
 
 

@@ -18,6 +18,7 @@ from .options import (
     engine_options,
     make_engine,
     quiet_option,
+    record_option,
     runtime_option,
     scorer_runtime,
     user_error,
@@ -38,6 +39,7 @@ from .sinks import close_outbox, open_outbox, sink_options
 @device_option()
 @decision_options
 @sink_options
+@record_option
 @quiet_option()
 @engine_options
 def predict_command(
@@ -55,6 +57,7 @@ def predict_command(
     webhook: tuple[str, ...],
     webhook_secret: str | None,
     outbox: str | None,
+    record_target: str | None,
     quiet: bool,
     **engine: Any,
 ) -> None:
@@ -83,6 +86,10 @@ def predict_command(
         raise user_error(exc) from exc
     finally:
         close_outbox(sinks, 30.0)
+    if record_target:
+        from ..lifecycle.sinks import record_predictions
+
+        click.echo(record_predictions(record_target, result.rows, model_path), err=True)
     defective = sum(1 for r in result.rows if r["decision"] == "defective")
     click.echo(f"{len(result.rows)} images, {defective} defective, {result.failed} unreadable -> {result.out}")
     if result.thresholds is None:

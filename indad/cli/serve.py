@@ -14,6 +14,8 @@ from .options import (
     batch_size_option,
     decision_options,
     device_option,
+    images_option,
+    record_option,
     runtime_option,
     scorer_runtime,
     set_threads,
@@ -70,6 +72,8 @@ from .sinks import OUTBOX_NAME, close_outbox, open_outbox, serve_stream_options,
     default=None,
     help="Bearer token required on every route but /healthz [default: $INDAD_SERVE_TOKEN; none: open].",
 )
+@record_option
+@images_option
 @limit_options
 def serve_command(
     model_path: str,
@@ -94,6 +98,8 @@ def serve_command(
     every: int | None,
     stream_out: str,
     token: str | None,
+    record_target: str | None,
+    images: str | None,
     **limits: Any,
 ) -> None:
     """Serve MODEL over HTTP: POST /v1/predict, GET /v1/model, /healthz, /metrics; OpenAPI docs at /docs.
@@ -149,6 +155,12 @@ def serve_command(
             attach_stream(app, scorer, open_source(source), Path(stream_out), every, rule, sinks)
         except USER_ERRORS as exc:
             raise user_error(exc) from exc
+    if record_target:
+        if scorer is None:
+            raise click.UsageError("--record works with one model file, not a folder")
+        from ..service.feedback import attach_lifecycle
+
+        attach_lifecycle(app, model_path, record_target, images)
     if sinks is not None:
         from ..line.outbox import register_metrics
 
@@ -186,6 +198,8 @@ def serve_command(
 @threads_option
 @decision_options
 @sink_options
+@record_option
+@images_option
 def watch_command(
     model_path: str,
     in_dir: str,
@@ -205,6 +219,8 @@ def watch_command(
     webhook: tuple[str, ...],
     webhook_secret: str | None,
     outbox: str | None,
+    record_target: str | None,
+    images: str | None,
 ) -> None:
     """Watch IN_DIR: score each new image once (when completely written), append its result to
     OUT/predictions.csv and OUT/predictions.jsonl, write its pictures, and with --move sort it into OUT/ok|ng.
@@ -213,6 +229,7 @@ def watch_command(
     """
     from ..inference import open_scorer
     from ..inference.watch import HotFolder
+    from ..lifecycle.sinks import record_sink
 
     set_threads(threads)
     runtime = scorer_runtime(model_path, runtime)
@@ -230,6 +247,7 @@ def watch_command(
             Decision(decision, min_area),
             unreadable_after_s=unreadable_after,
             publisher=sinks,
+            on_rows=None if record_target is None else record_sink(record_target, model_path, images),
         )
         if not once:
             click.echo(f"watching {in_dir} -> {out} (Ctrl-C stops)")

@@ -154,7 +154,11 @@ def fit_command(
 
     With --engine ray, the training images are cut into shards fitted by Ray workers and merged here.
     """
+    from ..lifecycle.checks import quick_warnings
+
     runner = make_engine(**engine, progress=not quiet)
+    for warning in quick_warnings(data):  # the quick dataset checks (indad check runs them all)
+        click.echo(warning, err=True)
     try:
         overrides = {"backbone_name": backbone, "weights": weights, "device": device, "progress": not quiet}
         params = resolve_params(method, config, overrides | shape_overrides(image_size, resize, tile, overlap, roi))

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ..errors import DatasetLayoutError, DatasetNotFoundError, DownloadError, ImageReadError
-from .folder import AnomalyDataset, first_image_size, make_loader, read_ahead
+from .folder import AnomalyDataset, device_batches, first_image_size, make_loader, read_ahead
 from .images import IMAGE_EXTENSIONS, list_images, read_image, read_mask
 from .layout import (
     GOOD,
@@ -71,6 +71,7 @@ __all__ = [
     "Sample",
     "data_root",
     "dataset_folders",
+    "device_batches",
     "first_image_size",
     "is_dataset_root",
     "layout_mtd",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from typing import Any, TypeVar
 
 import numpy as np
@@ -13,6 +13,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import DatasetLayoutError, ImageReadError, InputError
+from ..progress import Progress, track
 from .images import image_size, read_image, read_mask, to_rgb
 from .layout import Sample, is_paths, path_samples
 from .transforms import Preprocess
@@ -190,3 +191,34 @@ def make_loader(
         num_workers=num_workers,
         generator=torch.Generator().manual_seed(0),
     )
+
+
+def device_batches(
+    data: Any,
+    preprocess: Preprocess,
+    split: str,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device | str,
+    desc: str,
+    progress: Progress,
+) -> Iterator[dict[str, Any]]:
+    """Batches of ``data`` (any form :func:`make_loader` takes, or a normalised ``(B, 3, H, W)`` tensor) with the
+    images on ``device``, reported to ``progress`` as ``desc``; a thread (or the loader's worker processes) reads
+    the next batches while one is used."""
+    if isinstance(data, torch.Tensor):
+        if data.ndim != 4 or data.shape[1] != 3:
+            raise InputError(f"a tensor input must be a normalised batch (B, 3, H, W), got {tuple(data.shape)}")
+        offset = 0
+        for chunk in data.split(batch_size):
+            n = chunk.shape[0]
+            yield {"image": chunk.to(device), "path": [f"<tensor {offset + i}>" for i in range(n)]}
+            offset += n
+        return
+    loader = make_loader(data, preprocess, split, batch_size, num_workers)
+    total = len(loader) if isinstance(loader, Sized) else None
+    for batch in track(read_ahead(loader), desc, total, progress):
+        if isinstance(batch, (list, tuple)):  # a plain (images, ...) DataLoader
+            batch = {"image": batch[0]}
+        batch["image"] = batch["image"].to(device, non_blocking=True)
+        yield batch

@@ -118,6 +118,7 @@ class HotFolder:
     unreadable_after_s: float = 10.0
     max_reads: int = MAX_READS
     publisher: line.Publisher | None = None
+    on_rows: Callable[[list[dict]], Any] | None = None  # each batch's result rows, before any move (the record)
     _done: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)  # file key -> its ledger record
     _seen: dict[Path, tuple[str, float]] = field(default_factory=dict, init=False)  # file -> (key, first seen)
     _failed: dict[Path, tuple[str, float, int]] = field(default_factory=dict, init=False)  # (key, when, reads)
@@ -219,6 +220,8 @@ class HotFolder:
             ids = [stable_id(f"{key}|{model.name}|{model.version}") for key in keys]
             results = score_results(pipeline, batch, items, self.in_dir.absolute(), self.out_dir, ids)
             scored = [result_row(r) for r in results]
+            if self.on_rows is not None:
+                self.on_rows(scored)
             records: list[dict[str, Any]] = []
             taken: set[Path] = set()
             for path, key, row in zip(batch, keys, scored, strict=True):

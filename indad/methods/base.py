@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Iterator, Sized
+from collections.abc import Iterator
 from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,12 +22,14 @@ import torch
 from torch import nn
 
 from ..backbones import RUNTIMES, Backbone, backbone_normalization, check_backbone_name, resolve_device
-from ..data import Preprocess, first_image_size, make_loader, read_ahead, split_holdout
+from ..data import Preprocess, device_batches, first_image_size, split_holdout, train_paths
 from ..data.geometry import ImageGeometry
+from ..data.layout import is_paths
 from ..data.tiles import TileGrid, Tiling
 from ..data.transforms import RESIZE_MODES, as_size
 from ..errors import InputError, NotFittedError
-from ..progress import Progress, track
+from ..lineage import count_images, describe_training_set, note_change, note_thresholds, score_reference, stamp
+from ..progress import Progress
 from ..roi import RoiSource, roi_mask
 from ..thresholds import Thresholds, good_quantile_thresholds
 from ..version import __version__
@@ -157,6 +159,8 @@ class AnomalyModel(MethodProtocol):
         self.module: nn.Module | None = None
         self.thresholds: Thresholds | None = None
         self.timings: dict[str, float] = {}
+        # Version, parent, changes, training set fingerprint: see indad.lineage (the model file's header keeps it).
+        self.provenance: dict[str, Any] = {}
 
     @classmethod
     def param_rules(cls) -> dict[str, Rule]:
@@ -281,6 +285,7 @@ class AnomalyModel(MethodProtocol):
             "preprocess": self.preprocess.to_dict(),
             "thresholds": None if self.thresholds is None else self.thresholds.to_dict(),
             "state": self.to_state().meta,
+            **{k: v for k, v in self.provenance.items() if not k.startswith("_")},
         }
 
     # ----------------------------------------------------------------- data
@@ -288,25 +293,12 @@ class AnomalyModel(MethodProtocol):
         """Batches of ``data`` (any form :meth:`fit` takes) with the images on the model's device.
 
         ``split`` (``"train"`` or ``"test"``) is read from a dataset folder in
-        MVTec AD layout; ``desc`` names the progress bar.
+        MVTec AD layout; ``desc`` names the progress bar (see :func:`~indad.data.device_batches`).
         """
-        if isinstance(data, torch.Tensor):
-            if data.ndim != 4 or data.shape[1] != 3:
-                raise InputError(f"a tensor input must be a normalised batch (B, 3, H, W), got {tuple(data.shape)}")
-            offset = 0
-            for chunk in data.split(self.images_per_batch(batch_size)):
-                n = chunk.shape[0]
-                yield {"image": chunk.to(self.device), "path": [f"<tensor {offset + i}>" for i in range(n)]}
-                offset += n
-            return
-        loader = make_loader(data, self.preprocess, split, self.images_per_batch(batch_size), self.num_workers)
-        total = len(loader) if isinstance(loader, Sized) else None
-        # A thread (or the loader's worker processes) reads the next batches while this one is scored.
-        for batch in track(read_ahead(loader), desc, total, self.progress):
-            if isinstance(batch, (list, tuple)):  # a plain (images, ...) DataLoader
-                batch = {"image": batch[0]}
-            batch["image"] = batch["image"].to(self.device, non_blocking=True)
-            yield batch
+        yield from device_batches(
+            data, self.preprocess, split, self.images_per_batch(batch_size), self.num_workers, self.device,
+            desc, self.progress,
+        )  # fmt: skip
 
     def fit_batches(self, data: Any, desc: str) -> Iterator[Batch]:
         """The batches :meth:`partial_fit_state` and :meth:`extend_state` take: normal images (as tiles when tiled).
@@ -342,6 +334,8 @@ class AnomalyModel(MethodProtocol):
         if self.geometry is None:  # image_size="native"
             self.set_working_size(first_image_size(data))
         calibration = None
+        self.provenance = {"training_set": describe_training_set(train_paths(data))} if is_paths(data) else {}
+        note_change(self.provenance, fitted=True)
         if holdout:
             data, calibration = split_holdout(data, holdout, self.seed)
         self.timings = {}
@@ -364,12 +358,17 @@ class AnomalyModel(MethodProtocol):
         See :func:`~indad.thresholds.good_quantile_thresholds`.
         """
         pred = self.predict(good_images)
+        before = self.thresholds
         self.thresholds = good_quantile_thresholds(pred.scores, pred.maps, quantile)
+        self.provenance["score_reference"] = score_reference(pred.scores)
+        note_thresholds(self.provenance, before, self.thresholds)
         return self.thresholds
 
     def calibrate_f1(self, validation: Any) -> Thresholds:
         """Set F1-optimal image and pixel thresholds on a labelled validation set (a folder in MVTec AD layout)."""
+        before = self.thresholds
         self.thresholds = evaluation.calibrate_f1(self, validation)
+        note_thresholds(self.provenance, before, self.thresholds)
         return self.thresholds
 
     def add_normal(self, images: Any) -> AnomalyModel:
@@ -378,6 +377,7 @@ class AnomalyModel(MethodProtocol):
         with torch.inference_mode():
             self.extend_state(self.fit_batches(images, f"{self.method}: add normal"))
         self.rebuild()
+        note_change(self.provenance, images_added=count_images(images))
         return self
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -385,6 +385,7 @@ class AnomalyModel(MethodProtocol):
         from ..export.model_file import write_model_file
 
         self.require_fitted()
+        stamp(self.provenance)
         return write_model_file(path, self.file_tensors(), self.metadata())
 
     def file_tensors(self) -> Tensors:

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from ..backbones import Backbone
 from ..errors import ModelFileError
 from ..export.model_file import read_header, read_tensors
+from ..lineage import from_header
 from ..progress import Progress
 from ..thresholds import Thresholds
 from .base import ROI_TENSOR, AnomalyModel, ModelState
@@ -67,4 +68,5 @@ def load_model(
     roi = tensors.pop(ROI_TENSOR, None)
     model.restore(ModelState(tensors, header["state"]), roi_mask=roi)
     model.thresholds = None if header["thresholds"] is None else Thresholds.from_dict(header["thresholds"])
+    model.provenance = from_header(header)
     return model

@@ -289,7 +289,10 @@ class Gate:
                     publisher.publish([r for _, r in described])
                 return [d for d, _ in described]
 
-            return {"results": await anyio.to_thread.run_sync(describe_all, limiter=self.limiter)}
+            results = await anyio.to_thread.run_sync(describe_all, limiter=self.limiter)
+            for hook in getattr(request.app.state, "result_hooks", ()):  # the record and drift (service/feedback.py)
+                await anyio.to_thread.run_sync(hook, uploads, originals, results)
+            return {"results": results}
         finally:
             holdings.release_all()
 
