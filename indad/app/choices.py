@@ -134,7 +134,7 @@ def default_params(method: str) -> dict[str, Any]:
     return dict(load_config(method, method)["params"])
 
 
-APP_METHODS = tuple(m for m in METHODS if m in MAIN_PARAMS)
+APP_METHODS = tuple(m for m in MAIN_PARAMS if m in METHODS)
 """The methods the sidebar offers: not the ensemble, whose backbone and image size are per member (CLI, configs)."""
 
 

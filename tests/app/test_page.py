@@ -226,7 +226,7 @@ def test_tiles_fit_and_roi_reach_the_model_and_regions_decide(tmp_path, restore_
     at.sidebar.selectbox(key="resize").set_value("fit")
     at.sidebar.toggle(key="tiles").set_value(True).run()
     at.sidebar.number_input(key="tile_size").set_value(80).run()
-    assert any("larger than the image size" in e.value for e in at.sidebar.error)
+    assert any("does not fit in the working size" in e.value for e in at.sidebar.error)
     assert at.sidebar.button(key="start").disabled
     at.sidebar.number_input(key="tile_size").set_value(32)
     at.sidebar.number_input(key="tile_overlap").set_value(8)
