@@ -86,20 +86,26 @@ class Aligner:
         window = cv2.createHanningWindow((w, h), cv2.CV_32F)
         (dx, dy), peak = cv2.phaseCorrelate(ref, img, window)
         if peak < MIN_PEAK:
-            return _failed(name, f"phase correlation peak {peak:.3f} < {MIN_PEAK}")
+            _warn(name, f"phase correlation peak {peak:.3f} < {MIN_PEAK}")
+            return None
         warp_matrix = np.array([[1, 0, dx], [0, 1, dy]], dtype=np.float32)
         if self.motion == "euclidean":
+            mask = np.ones(ref.shape, dtype=np.uint8)
             criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
             try:
-                cc, warp_matrix = cv2.findTransformECC(ref, img, warp_matrix, cv2.MOTION_EUCLIDEAN, criteria, None, 5)
+                cc, found = cv2.findTransformECC(ref, img, warp_matrix, cv2.MOTION_EUCLIDEAN, criteria, mask, 5)
             except cv2.error as exc:
-                return _failed(name, f"ECC did not converge ({str(exc).strip().splitlines()[-1]})")
+                _warn(name, f"ECC did not converge ({str(exc).strip().splitlines()[-1]})")
+                return None
             if not cc >= MIN_ECC:
-                return _failed(name, f"ECC correlation {cc:.3f} < {MIN_ECC}")
+                _warn(name, f"ECC correlation {cc:.3f} < {MIN_ECC}")
+                return None
+            warp_matrix = np.asarray(found, dtype=np.float32)
         angle = float(np.degrees(np.arctan2(warp_matrix[1, 0], warp_matrix[0, 0])))
         tx, ty = float(warp_matrix[0, 2]), float(warp_matrix[1, 2])
         if abs(tx) > MAX_SHIFT * w or abs(ty) > MAX_SHIFT * h or abs(angle) > MAX_ANGLE:
-            return _failed(name, f"implausible motion (shift {tx:.1f}, {ty:.1f} px, rotation {angle:.1f} deg)")
+            _warn(name, f"implausible motion (shift {tx:.1f}, {ty:.1f} px, rotation {angle:.1f} deg)")
+            return None
         return theta_of(warp_matrix.astype(np.float64), (h, w))
 
     def align(
@@ -124,9 +130,8 @@ class Aligner:
 IDENTITY = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
 
-def _failed(name: str, why: str) -> None:
+def _warn(name: str, why: str) -> None:
     log.warning("%s cannot be aligned to the reference (%s): scored as it is", name, why)
-    return None
 
 
 def inverse(thetas: torch.Tensor) -> torch.Tensor:

@@ -28,9 +28,7 @@ def _column(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(list(values), dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
 
 
-def standardize(
-    images: torch.Tensor, mean: Sequence[float], std: Sequence[float]
-) -> torch.Tensor:
+def standardize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """Normalised images ``(B, 3, H, W)`` (backbone ``mean``, ``std``) with each image's channels standardised."""
     m, s = _column(mean, images), _column(std, images)
     return _standardize(images, m, s, _column(TARGET_MEAN, images), _column(TARGET_STD, images))

@@ -186,7 +186,7 @@ def warp(images: torch.Tensor, theta: torch.Tensor, padding: str = "reflection")
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     """``images`` ``(B, C, H, W)`` blurred by a Gaussian of ``sigma`` pixels (borders mirrored)."""
-    radius = min(int(math.ceil(3 * sigma)), min(images.shape[-2:]) - 1)
+    radius = min(math.ceil(3 * sigma), min(images.shape[-2:]) - 1)
     if sigma <= 0 or radius < 1:
         return images
     t = torch.arange(-radius, radius + 1, dtype=torch.float32, device=images.device)

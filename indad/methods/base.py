@@ -442,10 +442,10 @@ class AnomalyModel(RobustInputs, MethodProtocol):
         scores, maps = [], []
         with torch.inference_mode():
             for chunk in images.split(max(1, len(images)) if self.tile_grid is None else self.images_per_batch()):
-                aligned, motions = self.aligned(chunk.to(self.device), self.preprocess)
+                aligned, motions = self.to_reference(chunk.to(self.device), self.preprocess)
                 s, m = module(aligned)
                 scores.append(s.float().cpu().numpy())
-                maps.append(self.unaligned(m, motions).float().cpu().numpy())
+                maps.append(self.from_reference(m, motions).float().cpu().numpy())
         return np.concatenate(scores), np.concatenate(maps)
 
     def predict(self, images: Any, batch_size: int | None = None) -> Prediction:

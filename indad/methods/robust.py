@@ -2,7 +2,7 @@
 
 :class:`RobustInputs` holds them; :class:`~indad.methods.base.AnomalyModel` derives from it and calls its hooks
 where fit batches are made (:meth:`RobustInputs.fit_variants`), where images are scored
-(:meth:`RobustInputs.aligned`, :meth:`RobustInputs.unaligned`) and where the scoring module is built
+(:meth:`RobustInputs.to_reference`, :meth:`RobustInputs.from_reference`) and where the scoring module is built
 (:meth:`RobustInputs.standardized`). The changes themselves live in :mod:`indad.data.variation`,
 :mod:`indad.data.photometric` and :mod:`indad.data.align`.
 """
@@ -94,7 +94,7 @@ class RobustInputs:
         """
         images = batch["image"]
         paths = [str(p) for p in batch.get("path", [f"<image {i}>" for i in range(len(images))])]
-        images = self.aligned(images, preprocess, paths)[0]
+        images = self.to_reference(images, preprocess, paths)[0]
         yield {**batch, "image": self._standardized_images(images, preprocess)}
         if self.variation_spec is None:
             return
@@ -116,7 +116,7 @@ class RobustInputs:
         return standardize(images, preprocess.mean, preprocess.std)
 
     # ----------------------------------------------------------------- scoring
-    def aligned(
+    def to_reference(
         self, images: torch.Tensor, preprocess: Preprocess, names: Sequence[str] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Normalised images brought onto the alignment reference, and their motions (None: not aligned)."""
@@ -125,8 +125,8 @@ class RobustInputs:
         return self.aligner.align(images, preprocess.mean, preprocess.std, names)
 
     @staticmethod
-    def unaligned(maps: torch.Tensor, thetas: torch.Tensor | None) -> torch.Tensor:
-        """Anomaly maps of :meth:`aligned` images brought back to each image's own frame."""
+    def from_reference(maps: torch.Tensor, thetas: torch.Tensor | None) -> torch.Tensor:
+        """Anomaly maps of :meth:`to_reference` images brought back to each image's own frame."""
         return maps if thetas is None else unalign_maps(maps, thetas.to(maps.device))
 
     def standardized(

@@ -36,7 +36,9 @@ def pixel_error(theta: torch.Tensor, moved_by: torch.Tensor) -> float:
     return float(((moved[:2] - points[:2]) * SIZE[0] / 2).norm(dim=0).max())
 
 
-@pytest.mark.parametrize(("motion", "angle", "shift"), [("translation", 0.0, (5.0, -3.0)), ("euclidean", 3.0, (4.0, 2.5))])
+@pytest.mark.parametrize(
+    ("motion", "angle", "shift"), [("translation", 0.0, (5.0, -3.0)), ("euclidean", 3.0, (4.0, 2.5))]
+)
 def test_a_moved_copy_aligns_back_within_a_pixel(nut: torch.Tensor, motion: str, angle: float, shift: tuple) -> None:
     moved_by = theta_of(pose_matrix(SIZE, angle, 1.0, shift), SIZE)
     moved = warp(nut[None], moved_by[None])
