@@ -9,6 +9,7 @@ where fit batches are made (:meth:`RobustInputs.fit_variants`), where images are
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -20,7 +21,7 @@ from ..data.align import ALIGN_MODES, MOTIONS, REFERENCE_SIDE, Aligner, grey_pic
 from ..data.photometric import PHOTOMETRIC_MODES, Standardized, standardize
 from ..data.transforms import Preprocess
 from ..data.variation import Variation, image_seed
-from ..errors import InputError
+from ..errors import InputError, ResourceError
 from .params import Rule
 from .protocol import Batch
 
@@ -70,6 +71,8 @@ class RobustInputs:
         """Check :attr:`variation` (the other settings are in :attr:`rules`); set :attr:`variation_spec`."""
         self.variation_spec: Variation | None = Variation.parse(self.variation)
         self.aligner: Aligner | None = None
+        if self.align != "none" and importlib.util.find_spec("cv2") is None:
+            raise ResourceError(f'align="{self.align}" needs OpenCV: pip install "indad[align]"')
 
     # ----------------------------------------------------------------- alignment reference
     def set_align_reference(self, reference: torch.Tensor | None) -> None:
