@@ -146,7 +146,7 @@ def param_specs(method: str) -> tuple[ParamSpec, ...]:
 
 
 VARIATION_SPECS = (
-    ParamSpec("brightness", "Brightness (+-)", 0.0, 0.5, 0.05, "Lamp or exposure changes: pixel values times 1 +- this."),
+    ParamSpec("brightness", "Brightness (+-)", 0.0, 0.5, 0.05, "Lamp or exposure drift: pixel values times 1 +- this."),
     ParamSpec("rotate", "Rotation (+- degrees)", 0.0, 15.0, 1.0, "How far a part may turn in its fixture."),
     ParamSpec("shift", "Shift (+- px)", 0.0, 32.0, 1.0, "How far a part may move, in pixels of the working image."),
     ParamSpec("blur", "Blur (sigma, px)", 0.0, 3.0, 0.25, "Focus changes: a Gaussian blur up to this sigma."),

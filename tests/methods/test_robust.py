@@ -12,6 +12,7 @@ from PIL import Image
 from indad.config import build_model, load_config
 from indad.data.photometric import Standardized
 from indad.errors import ConfigError, InputError
+from indad.export.graph import export_model
 from indad.export.model_file import read_header
 from indad.methods import METHODS, Ensemble, PatchCore, load_model
 from tests.helpers import TINY_PARAMS, shared_datasets
@@ -100,10 +101,11 @@ def test_align_survives_save_and_load_and_exports_refuse_it(
     assert loaded.aligner is not None and torch.equal(loaded.aligner.reference, model.aligner.reference)
     np.testing.assert_allclose(loaded.predict(nut_tests).scores, before.scores, rtol=1e-5)
     with pytest.raises(InputError, match='align="reference" .* cannot be exported'):
-        model.scoring_module(exportable=True)
+        export_model(model, tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
 
 
-def test_an_exported_module_standardises(tiny_root: Path) -> None:
+def test_an_exported_module_standardises(tiny_root: Path, tmp_path: Path) -> None:
     model = PatchCore(image_size=64, batch_size=4, progress=False, photometric="standardize", f_coreset=0.25).fit(
         tiny_root
     )
@@ -113,6 +115,8 @@ def test_an_exported_module_standardises(tiny_root: Path) -> None:
     expected_scores, expected_maps = model.score_batch(images)
     np.testing.assert_allclose(scores.numpy(), expected_scores, rtol=1e-4)
     np.testing.assert_allclose(maps.numpy(), expected_maps, rtol=1e-3, atol=1e-4)
+    traced = torch.jit.load(str(export_model(model, tmp_path / "m.pt", "torchscript")))
+    np.testing.assert_allclose(traced(images)[0].numpy(), expected_scores, rtol=1e-4)
 
 
 def test_the_ensemble_applies_its_settings_to_every_member(tiny_root: Path) -> None:
