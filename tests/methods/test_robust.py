@@ -137,3 +137,11 @@ def test_configs_carry_the_settings(tmp_path: Path) -> None:
     config.write_text("method: patchcore\nvariation: {brightnes: 0.15}\n")
     with pytest.raises(ConfigError, match="unknown change 'brightnes'"):
         build_model("patchcore", load_config(config)["params"], str(config))
+
+
+def test_add_normal_adds_the_changed_copies_too(tiny_root: Path) -> None:
+    model = METHODS["spade"](image_size=64, batch_size=4, progress=False, k=3, variation={"brightness": 0.1})
+    model.fit(tiny_root)
+    assert model.to_state().tensors["pooled"].shape[0] == 8 * 2  # the 8 good images and a changed copy of each
+    model.add_normal(sorted((tiny_root / "test" / "good").glob("*.png")))
+    assert model.to_state().tensors["pooled"].shape[0] == 16 + 2 * 2
