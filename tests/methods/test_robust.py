@@ -145,3 +145,16 @@ def test_add_normal_adds_the_changed_copies_too(tiny_root: Path) -> None:
     assert model.to_state().tensors["pooled"].shape[0] == 8 * 2  # the 8 good images and a changed copy of each
     model.add_normal(sorted((tiny_root / "test" / "good").glob("*.png")))
     assert model.to_state().tensors["pooled"].shape[0] == 16 + 2 * 2
+
+
+def test_model_files_from_before_the_settings_load_with_them_off(tiny_root: Path, tmp_path: Path) -> None:
+    from indad.export.model_file import read_tensors, write_model_file
+
+    model = PatchCore(image_size=64, batch_size=4, progress=False, f_coreset=0.25).fit(tiny_root)
+    path = model.save(tmp_path / "new.indad")
+    metadata = read_header(path)
+    for key in ("variation", "variation_copies", "photometric", "align", "align_motion"):
+        metadata["hparams"].pop(key)
+    old = load_model(write_model_file(tmp_path / "old.indad", read_tensors(path), metadata))
+    assert (old.variation, old.photometric, old.align, old.aligner) == (None, "none", "none", None)
+    np.testing.assert_allclose(old.predict(tiny_root).scores, model.predict(tiny_root).scores, rtol=1e-5)
