@@ -143,3 +143,28 @@ def param_specs(method: str) -> tuple[ParamSpec, ...]:
     if method not in APP_METHODS:
         raise ConfigError(f"unknown method {method!r} in the app; known: {', '.join(APP_METHODS)}")
     return MAIN_PARAMS[method] + COMMON_PARAMS
+
+
+VARIATION_SPECS = (
+    ParamSpec("brightness", "Brightness (+-)", 0.0, 0.5, 0.05, "Lamp or exposure drift: pixel values times 1 +- this."),
+    ParamSpec("rotate", "Rotation (+- degrees)", 0.0, 15.0, 1.0, "How far a part may turn in its fixture."),
+    ParamSpec("shift", "Shift (+- px)", 0.0, 32.0, 1.0, "How far a part may move, in pixels of the working image."),
+    ParamSpec("blur", "Blur (sigma, px)", 0.0, 3.0, 0.25, "Focus changes: a Gaussian blur up to this sigma."),
+    ParamSpec("jpeg", "JPEG quality (0: off)", 0.0, 95.0, 5.0, "Images saved as JPEG at this quality or better."),
+)
+"""The expected variation the sidebar offers (every key: :mod:`indad.data.variation`); 0 is off."""
+
+
+def robust_params(variation: dict[str, float], standardize: bool) -> dict[str, Any]:
+    """The model parameters of the sidebar's expected variation (0 values off) and photometric standardisation.
+
+    Raises :class:`~indad.errors.InputError` naming a bad value (the model's own check).
+    """
+    from ..data.variation import Variation
+
+    changes = {k: (int(v) if k == "jpeg" else float(v)) for k, v in variation.items() if v}
+    spec = Variation.parse(changes)
+    return {
+        "variation": None if spec is None else spec.to_dict(),
+        "photometric": "standardize" if standardize else "none",
+    }

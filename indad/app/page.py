@@ -116,7 +116,7 @@ def sidebar() -> Settings:
         )
     shape, roi_file = image_handling(int(params["image_size"]))
     if shape is not None:
-        params.update(shape)
+        params.update(shape | line_variation())
     start = sb.button("Start", type="primary", key="start", width="stretch", disabled=shape is None)
     return Settings(
         source, dataset, mvtec_class, root, good_files, test_files, method, params, roi_file, start, decision_rule()
@@ -156,6 +156,21 @@ def image_handling(image_size: int) -> tuple[dict[str, Any] | None, Any]:
     except InputError as exc:
         sb.error(str(exc))
         return None, roi_file
+
+
+def line_variation() -> dict[str, Any]:
+    """The expected variation of the line's images and the photometric standardisation: model parameters."""
+    with st.sidebar.expander("What the line varies"):
+        values = {
+            spec.name: st.slider(
+                spec.label, spec.low, spec.high, 0.0, spec.step, help=spec.help, key=f"variation_{spec.name}"
+            )
+            for spec in choices.VARIATION_SPECS
+        }
+        standardize = st.toggle(
+            "Standardise each image's brightness and contrast", key="photometric", help="At fit and at scoring."
+        )
+    return choices.robust_params(values, standardize)
 
 
 def decision_rule() -> Decision:

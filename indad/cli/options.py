@@ -158,6 +158,70 @@ def shape_overrides(
     return {"image_size": image_size, "resize": resize, "tile": tiling, "roi": roi}
 
 
+def parse_variation(text: str) -> dict[str, float]:
+    """``brightness=0.15,rotate=3,jpeg=70`` as a ``variation`` mapping; :class:`click.BadParameter` when malformed.
+
+    The keys and ranges are checked by the model (:class:`~indad.data.variation.Variation`).
+    """
+    out: dict[str, float] = {}
+    for item in (part.strip() for part in text.split(",")):
+        key, sep, value = item.partition("=")
+        if not item or not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE[,KEY=VALUE...] (e.g. brightness=0.15,rotate=3), got {text!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise click.BadParameter(f"{key.strip()} must be a number, got {value.strip()!r}") from None
+        out[key.strip()] = int(number) if number.is_integer() else number
+    return out
+
+
+def _variation(ctx: click.Context, param: click.Parameter, value: str | None) -> dict[str, float] | None:
+    return None if value is None else parse_variation(value)
+
+
+robust_options = option_group(
+    "The options saying what a line varies and how the model copes: variation, photometry, alignment.",
+    click.option(
+        "--variation",
+        callback=_variation,
+        default=None,
+        help="Expected variation the fit adds to the good images, e.g. brightness=0.15,rotate=3,jpeg=70 "
+        "(keys: brightness, contrast, gamma, rotate, shift, scale, blur, noise, jpeg) (overrides the config).",
+    ),
+    click.option(
+        "--variation-copies",
+        type=click.IntRange(1),
+        default=None,
+        help="Changed copies of each good image with --variation [default: the config's, else 1].",
+    ),
+    click.option(
+        "--photometric",
+        type=click.Choice(["none", "standardize"]),
+        default=None,
+        help="standardize: each image's per-channel mean and spread set to fixed values, at fit and scoring.",
+    ),
+    click.option(
+        "--align",
+        type=click.Choice(["none", "reference"]),
+        default=None,
+        help="reference: register each image to the first training image before scoring (fixtured parts).",
+    ),
+)
+
+
+def robust_overrides(
+    variation: dict[str, float] | None, variation_copies: int | None, photometric: str | None, align: str | None
+) -> dict[str, Any]:
+    """The parameters :func:`robust_options` set (None: the config's value)."""
+    return {
+        "variation": variation,
+        "variation_copies": variation_copies,
+        "photometric": photometric,
+        "align": align,
+    }
+
+
 decision_options = option_group(
     "The options saying how a scored image is judged and which defect regions are reported.",
     click.option(

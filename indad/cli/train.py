@@ -18,6 +18,8 @@ from .options import (
     engine_options,
     make_engine,
     quiet_option,
+    robust_options,
+    robust_overrides,
     setup_logging,
     shape_options,
     shape_overrides,
@@ -55,6 +57,7 @@ method_arg = click.argument("method", type=click.Choice(sorted(METHODS)))
 )
 @click.option("--seed", default=None, type=int, help="Random seed (overrides the config).")
 @shape_options
+@robust_options
 @click.option("--no-download", is_flag=True, help="Never download a missing dataset.")
 @verbose_option
 @quiet_option("Warnings only, no progress bars.")
@@ -73,6 +76,10 @@ def run_command(
     tile: int | list[int] | None,
     overlap: int | None,
     roi: str | None,
+    variation: dict[str, float] | None,
+    variation_copies: int | None,
+    photometric: str | None,
+    align: str | None,
     no_download: bool,
     verbose: bool,
     quiet: bool,
@@ -93,6 +100,7 @@ def run_command(
                 "seed": seed,
                 "progress": False if quiet else None,
                 **shape_overrides(image_size, resize, tile, overlap, roi),
+                **robust_overrides(variation, variation_copies, photometric, align),
             },
         )
         report, paths = run_experiment(method, list(datasets), params, data_root, results_dir, download=not no_download)
@@ -130,6 +138,7 @@ def run_command(
     help="Quantile of the held-out good scores used as threshold.",
 )
 @shape_options
+@robust_options
 @quiet_option()
 @engine_options
 def fit_command(
@@ -147,6 +156,10 @@ def fit_command(
     tile: int | list[int] | None,
     overlap: int | None,
     roi: str | None,
+    variation: dict[str, float] | None,
+    variation_copies: int | None,
+    photometric: str | None,
+    align: str | None,
     quiet: bool,
     **engine: Any,
 ) -> None:
@@ -161,7 +174,10 @@ def fit_command(
         click.echo(warning, err=True)
     try:
         overrides = {"backbone_name": backbone, "weights": weights, "device": device, "progress": not quiet}
-        params = resolve_params(method, config, overrides | shape_overrides(image_size, resize, tile, overlap, roi))
+        overrides |= shape_overrides(image_size, resize, tile, overlap, roi)
+        params = resolve_params(
+            method, config, overrides | robust_overrides(variation, variation_copies, photometric, align)
+        )
         model = build_model(method, params, config or "options").fit(
             data, holdout=holdout, quantile=quantile, engine=runner
         )

@@ -130,6 +130,8 @@ class RayEngine:
         ``data`` (image files and folders, or a dataset root whose ``train/good``
         is used) is cut into batches dealt round-robin to as many shards as there are workers.
         """
+        if model.align != "none":
+            raise InputError(f'align="{model.align}" is not supported on Ray yet: fit in one process (--engine local)')
         paths = [str(p.resolve()) for p in train_paths(data, "fitting on Ray")]
         # the region of interest plays no part in fitting (and its picture may not be where the workers run)
         hparams = model.hparams() | {"device": self.device, "progress": False, "roi": None}

@@ -34,9 +34,10 @@ from ..roi import RoiSource, roi_mask
 from ..thresholds import Thresholds, good_quantile_thresholds
 from ..version import __version__
 from . import evaluation
-from .params import Rule, check_params, plain_value
+from .params import Rule, check_params, class_rules, plain_value
 from .prediction import Prediction
 from .protocol import Batch, MethodProtocol, ModelState, Tensors
+from .robust import RobustInputs
 from .whole_image import WholeImageModule
 
 # Constructor parameters that say where a model runs, not what it is: not stored in a model file.
@@ -48,7 +49,7 @@ ROI_TENSOR = "roi_mask"
 
 
 @dataclass(eq=False, repr=False)
-class AnomalyModel(MethodProtocol):
+class AnomalyModel(RobustInputs, MethodProtocol):
     """An anomaly detector fitted on good images only.
 
     Constructing one does no work: the backbone (weights and all) is built on
@@ -71,16 +72,13 @@ class AnomalyModel(MethodProtocol):
         ``"stretch"`` (the image fills ``image_size``) or ``"fit"`` (aspect ratio
         kept: scaled to fit inside, centred on black).
     tile:
-        None (the working image is the network input), or tiles of the working
-        image: ``{"size": 256, "overlap": 32}`` (or just the size). Fit and
-        scoring see every tile; maps are stitched back, overlaps averaged, and
-        the image score is the stitched map's maximum (see
-        :mod:`~indad.data.tiles`).
+        None (the working image is the network input), or tiles of the working image: ``{"size": 256,
+        "overlap": 32}`` (or just the size). Fit and scoring see every tile; maps are stitched back, overlaps
+        averaged, and the image score is the stitched map's maximum (see :mod:`~indad.data.tiles`).
     roi:
-        Region of interest: a mask picture (white = inspect, any size),
-        ``{"polygons": [[[x, y], ...]], "size": [width, height]}`` or a bool
-        array (see :mod:`~indad.roi`). Outside it the anomaly map is 0 and the image score
-        is the map's maximum. The model file and exports keep it.
+        Region of interest: a mask picture (white = inspect, any size), ``{"polygons": [[[x, y], ...]],
+        "size": [width, height]}`` or a bool array (see :mod:`~indad.roi`). Outside it the anomaly map is 0
+        and the image score is the map's maximum. The model file and exports keep it.
     blur_sigma:
         Gaussian blur of the anomaly maps, in pixels.
     batch_size:
@@ -90,11 +88,9 @@ class AnomalyModel(MethodProtocol):
     fp16:
         Half-precision backbone on CUDA.
     backbone_runtime:
-        Runtime of the backbone's forward pass when scoring. ``"onnxruntime"``:
-        on the CPU the forward pass runs through ONNX Runtime (the same network,
-        exported in memory and checked against torch on first use: features
-        equal to torch's within 1e-4); torch on CUDA and in exports.
-        ``"torch"``: eager torch everywhere (the exact previous path).
+        Runtime of the backbone's forward pass when scoring. ``"onnxruntime"``: on the CPU through ONNX Runtime
+        (the same network, exported in memory, checked against torch on first use: features within 1e-4); torch
+        on CUDA and in exports. ``"torch"``: eager torch everywhere (the exact previous path).
     fit_runtime:
         Runtime of the backbone when fitting (and in :meth:`add_normal`), as
         ``backbone_runtime``.
@@ -108,6 +104,8 @@ class AnomalyModel(MethodProtocol):
     progress:
         Show progress bars (True), nothing (False), or send each
         :class:`~indad.progress.ProgressEvent` to this callable.
+    variation, variation_copies, photometric, align, align_motion:
+        What a line varies and how the model copes: see :class:`~indad.methods.robust.RobustInputs`.
     """
 
     method: ClassVar[str] = ""
@@ -145,6 +143,7 @@ class AnomalyModel(MethodProtocol):
 
     def __post_init__(self) -> None:
         check_params(self, self.param_rules())
+        self.check_robust_inputs()
         check_backbone_name(self.backbone_name)
         self.device = resolve_device(self.device)
         self.progress = self.progress if callable(self.progress) else bool(self.progress)
@@ -159,16 +158,12 @@ class AnomalyModel(MethodProtocol):
         self.module: nn.Module | None = None
         self.thresholds: Thresholds | None = None
         self.timings: dict[str, float] = {}
-        # Version, parent, changes, training set fingerprint: see indad.lineage (the model file's header keeps it).
-        self.provenance: dict[str, Any] = {}
+        self.provenance: dict[str, Any] = {}  # version, parent, changes, training set: see indad.lineage
 
     @classmethod
     def param_rules(cls) -> dict[str, Rule]:
         """Every scalar hyperparameter's :class:`~indad.methods.params.Rule`: the base class's, then each subclass's."""
-        rules: dict[str, Rule] = {}
-        for klass in reversed(cls.__mro__):
-            rules.update(vars(klass).get("rules", {}))
-        return rules
+        return class_rules(cls)
 
     @property
     def stage_strides(self) -> tuple[int, ...]:
@@ -305,18 +300,19 @@ class AnomalyModel(MethodProtocol):
 
         A batch's ``image`` is then ``(B * tiles_per_image, 3, th, tw)``, each image's tiles together.
         """
-        for batch in self.iter_batches(data, "train", desc):
-            if self.tile_grid is not None:
-                batch["image"] = self.tile_grid.split(batch["image"])
-            yield batch
+        for read in self.iter_batches(data, "train", desc):
+            for batch in self.fit_variants(read, self.preprocess, self.seed):  # aligned, standardised, changed copies
+                if self.tile_grid is not None:
+                    batch["image"] = self.tile_grid.split(batch["image"])
+                yield batch
 
     def scoring_module(self, exportable: bool = False) -> nn.Module:
         """The fitted scoring module over whole working images: :meth:`build_module`, tiled and masked if asked."""
         module = self.build_module(exportable)
-        if self.tile_grid is None and self.roi_mask is None:
-            return module
-        grid = None if self.tile_grid is None else self.tile_grid.to(self.device)
-        return WholeImageModule(module, grid, self.roi_mask)
+        if self.tile_grid is not None or self.roi_mask is not None:
+            grid = None if self.tile_grid is None else self.tile_grid.to(self.device)
+            module = WholeImageModule(module, grid, self.roi_mask)
+        return self.standardized(module, self.preprocess, exportable, self.device)
 
     # ----------------------------------------------------------------- fit / predict
     def fit(self, data: Any, holdout: float = 0.0, quantile: float = 0.99, engine: Any = None) -> AnomalyModel:
@@ -338,6 +334,9 @@ class AnomalyModel(MethodProtocol):
         note_change(self.provenance, fitted=True)
         if holdout:
             data, calibration = split_holdout(data, holdout, self.seed)
+        if self.align != "none":  # the first training image is the reference
+            first = next(self.iter_batches(data, "train", "reference", 1))["image"][0]
+            self.take_align_reference(first, self.preprocess)
         self.timings = {}
         self.thresholds = None
         with torch.inference_mode():
@@ -390,7 +389,7 @@ class AnomalyModel(MethodProtocol):
 
     def file_tensors(self) -> Tensors:
         """What a model file holds: the :meth:`to_state` tensors, and ``roi_mask`` with a region of interest."""
-        tensors = dict(self.to_state().tensors)
+        tensors = dict(self.to_state().tensors) | self.robust_tensors()
         if self.roi_mask is not None:
             tensors[ROI_TENSOR] = self.roi_mask
         return tensors
@@ -440,9 +439,10 @@ class AnomalyModel(MethodProtocol):
         scores, maps = [], []
         with torch.inference_mode():
             for chunk in images.split(max(1, len(images)) if self.tile_grid is None else self.images_per_batch()):
-                s, m = module(chunk.to(self.device))
+                aligned, motions = self.to_reference(chunk.to(self.device), self.preprocess)
+                s, m = module(aligned)
                 scores.append(s.float().cpu().numpy())
-                maps.append(m.float().cpu().numpy())
+                maps.append(self.from_reference(m, motions).float().cpu().numpy())
         return np.concatenate(scores), np.concatenate(maps)
 
     def predict(self, images: Any, batch_size: int | None = None) -> Prediction:

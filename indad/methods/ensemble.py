@@ -89,6 +89,9 @@ def build_member(i: int, spec: Any, seed: int, runtime: dict[str, Any]) -> Anoma
                     else f"set {key} on the ensemble"
                 )
             )
+    for key in ("variation", "photometric", "align"):
+        if params.get(key) not in (None, {}, "none"):
+            raise InputError(f"{where}: {key} is set on the ensemble, not in a member (it applies to every member)")
     for key, why in (
         ("tile", "tiles are not supported in an ensemble"),
         ("roi", "set the region of interest on the ensemble"),
@@ -305,9 +308,10 @@ class Ensemble(AnomalyModel):
                 f"{type(data).__name__}: each member preprocesses them at its own size"
             )
         for i, member in enumerate(self.member_models):
-            for batch in member.fit_batches(data, f"{desc} ({self.member_label(i)})"):
-                batch[MEMBER_KEY] = i
-                yield batch
+            for read in member.fit_batches(data, f"{desc} ({self.member_label(i)})"):
+                for batch in self.fit_variants(read, member.preprocess, self.seed):  # the ensemble's settings
+                    batch[MEMBER_KEY] = i
+                    yield batch
 
     def _per_member(self, batches: Iterable[Batch]) -> Iterator[tuple[int, Iterator[Batch]]]:
         """Each member's index and run of batches, in order (lazily: one member's batches at a time)."""

@@ -67,6 +67,14 @@ def _number(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
+def class_rules(cls: type) -> dict[str, Rule]:
+    """The ``rules`` tables of ``cls`` and its bases, merged (a subclass's rule wins)."""
+    rules: dict[str, Rule] = {}
+    for klass in reversed(cls.__mro__):
+        rules.update(vars(klass).get("rules", {}))
+    return rules
+
+
 def check_params(model: object, rules: Mapping[str, Rule]) -> None:
     """Check every hyperparameter of ``model`` named in ``rules`` and set it to its checked value."""
     for name, rule in rules.items():

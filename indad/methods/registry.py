@@ -17,6 +17,7 @@ from ..lineage import from_header
 from ..progress import Progress
 from ..thresholds import Thresholds
 from .base import ROI_TENSOR, AnomalyModel, ModelState
+from .robust import ALIGN_TENSOR
 
 METHODS: dict[str, type[AnomalyModel]] = {}
 """Every registered method class by its name (``PatchCore.method == "patchcore"``)."""
@@ -66,6 +67,7 @@ def load_model(
     check_fingerprint(model.backbone, header["backbone"], str(path))
     tensors = read_tensors(path, model.device)
     roi = tensors.pop(ROI_TENSOR, None)
+    model.set_align_reference(tensors.pop(ALIGN_TENSOR, None))
     model.restore(ModelState(tensors, header["state"]), roi_mask=roi)
     model.thresholds = None if header["thresholds"] is None else Thresholds.from_dict(header["thresholds"])
     model.provenance = from_header(header)
