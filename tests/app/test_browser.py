@@ -229,7 +229,8 @@ def test_train_browse_and_download(app_server, browser, datasets_root, tmp_path)
         assert page.get_by_role("heading", name="Metrics").is_visible()
         chart = page.get_by_test_id("stVegaLiteChart").first
         chart.locator("canvas, svg").first.wait_for(timeout=30_000)
-        threshold_text = page.get_by_test_id("stSliderThumbValue").first.inner_text().strip()
+        # the image threshold: the first slider of the main area (the sidebar has sliders of its own)
+        threshold_text = page.get_by_test_id("stMain").get_by_test_id("stSliderThumbValue").first.inner_text().strip()
 
         _scroll_to_top(page.get_by_test_id("stAlertContentSuccess"))
         results_png = _save_screenshot(page, tmp_path, "app_results.png")

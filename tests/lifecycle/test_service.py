@@ -54,7 +54,7 @@ def test_feedback_bad_input_is_a_clear_4xx(served):
     unknown = requests.post(url, json={"result_id": "nope", "label": "confirmed"}, headers=server.headers, timeout=30)
     assert unknown.status_code == 404 and "nope" in unknown.json()["detail"]
     bad = requests.post(url, json={"result_id": "nope", "label": "maybe"}, headers=server.headers, timeout=30)
-    assert bad.status_code == 422 and "label" in bad.text
+    assert bad.status_code == 400 and bad.json()["error"] == "bad_parameter" and "label" in bad.text
     anonymous = requests.post(url, json={"result_id": "nope", "label": "confirmed"}, timeout=30)
     assert anonymous.status_code == 401
 
