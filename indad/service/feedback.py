@@ -48,7 +48,8 @@ class FeedbackOut(BaseModel):
 
 
 def feedback_router(record: PredictionRecord) -> APIRouter:
-    """The feedback route over ``record``: 404 for an unknown result id, 400 (``bad_parameter``) for a label not in the list."""
+    """The feedback route over ``record``: 404 for an unknown result id, 400 (``bad_parameter``) for a label
+    not in the list."""
     router = APIRouter()
 
     @router.post(
