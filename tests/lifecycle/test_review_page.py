@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from indad.lifecycle.record import PredictionRecord
 from tests.app.test_browser import (
@@ -92,8 +93,14 @@ def test_review_by_keyboard_and_button(review_app, browser, review_record: Path,
             timeout=60_000,
         )
         page.get_by_test_id("stStatusWidget").wait_for(state="detached", timeout=30_000)
-        page.keyboard.press("f")  # false alarm
-        page.get_by_text("recorded res2: false_alarm").wait_for(timeout=30_000)
+        for attempt in range(3):  # a key pressed before the page has bound its shortcuts is lost: press again
+            page.keyboard.press("f")  # false alarm
+            try:
+                page.get_by_text("recorded res2: false_alarm").wait_for(timeout=15_000)
+                break
+            except PlaywrightTimeout:
+                if attempt == 2:
+                    raise
         panel.get_by_text("scratch/000.png").first.wait_for(timeout=30_000)
         panel.get_by_role("button", name="Confirmed (y)").click()
         page.get_by_text("recorded res1: confirmed").wait_for(timeout=30_000)
