@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -126,3 +134,65 @@ def mtd_folder(request: pytest.FixtureRequest, variant: str) -> Path:
 
 
 TINY_PARAMS = {"patchcore": {"f_coreset": 0.25, "n_reweight": 3}, "padim": {"d_reduced": 20}, "spade": {"k": 3}}
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tail(path: Path, chars: int = 4000) -> str:
+    """The end of a log file ("" when there is none)."""
+    return path.read_text(errors="replace")[-chars:] if path.is_file() else ""
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Terminate ``proc`` (killed after 15 s) and reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+STREAMLIT_START_S = 60
+
+
+@contextlib.contextmanager
+def streamlit_app(env: Mapping[str, str], log: Path) -> Iterator[str]:
+    """The web app (``streamlit_app.py``) served on a free loopback port with ``env`` added: its base URL.
+
+    Its output goes to ``log``; it is stopped on exit. Fails the test when it exits or does not answer.
+    """
+    port = free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+           "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.address", "127.0.0.1",
+           # no reruns or inotify floods when files of the checkout change while the test runs
+           "--server.fileWatcherType", "none"]  # fmt: skip
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE", **env}, stdout=out,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + STREAMLIT_START_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode}:\n{tail(log)}")
+            with (
+                contextlib.suppress(urllib.error.URLError, OSError),
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response,
+            ):
+                if response.read().strip() == b"ok":
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not answer on {url} within {STREAMLIT_START_S} s:\n{tail(log)}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        stop_process(proc)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import click
+
+from .options import option_group
 
 LIMIT_OPTIONS = (
     click.option(
@@ -68,11 +69,10 @@ LIMIT_OPTIONS = (
 )
 
 
-def limit_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add :data:`LIMIT_OPTIONS` to a command (its function takes them as keyword arguments)."""
-    for option in reversed(LIMIT_OPTIONS):
-        command = option(command)
-    return command
+limit_options = option_group(
+    "The options bounding a server's load (its function takes them as keyword arguments: ``**limits``).",
+    *LIMIT_OPTIONS,
+)
 
 
 def service_limits(limits: dict[str, Any]) -> dict[str, Any]:

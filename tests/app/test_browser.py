@@ -10,17 +10,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, streamlit_app, tail
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -31,7 +25,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-SERVER_START_S = 60
 PAGE_LOAD_S = 120
 TRAIN_S = 180
 VIEWPORT = {"width": 1400, "height": 1060}
@@ -41,70 +34,12 @@ HEADER_PX = 70  # Streamlit's fixed header hides the top of the page
 pytestmark = pytest.mark.browser
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _tail(path: Path, chars: int = 4000) -> str:
-    return path.read_text(errors="replace")[-chars:] if path.is_file() else ""
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-
-
 @pytest.fixture
 def app_server(tmp_path, datasets_root):
     """The app served on a free loopback port: (base URL, server log path); stopped afterwards."""
-    port = _free_port()
     log = tmp_path / "streamlit.log"
-    env = {**os.environ, "INDAD_DATA_DIR": str(datasets_root), "OMP_WAIT_POLICY": "PASSIVE"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "streamlit_app.py",
-        "--server.port",
-        str(port),
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.address",
-        "127.0.0.1",
-        # no reruns or inotify floods when files of the checkout change while the test runs
-        "--server.fileWatcherType",
-        "none",
-    ]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}:\n{_tail(log)}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.read().strip() == b"ok":
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not answer on {url} within {SERVER_START_S} s:\n{_tail(log)}")
-            time.sleep(0.3)
+    with streamlit_app({"INDAD_DATA_DIR": str(datasets_root)}, log) as url:
         yield url, log
-    finally:
-        _stop(proc)
 
 
 @pytest.fixture
@@ -174,7 +109,7 @@ def test_train_browse_and_download(app_server, browser, datasets_root, tmp_path)
     page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
 
     def context_note() -> str:
-        return f"\nconsole errors: {console_errors}\nserver log:\n{_tail(log)}"
+        return f"\nconsole errors: {console_errors}\nserver log:\n{tail(log)}"
 
     try:
         page.goto(url)

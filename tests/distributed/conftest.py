@@ -7,7 +7,6 @@ import fcntl
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,15 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import free_port
+
 RAY = Path(sys.executable).with_name("ray")
 STATE = Path(tempfile.gettempdir()) / "indad-ray-tests"  # short: Ray's socket paths have a length limit
 SETTINGS = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}  # a throw-away loopback cluster
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ray(*args: str, check: bool = True) -> None:
@@ -68,7 +63,7 @@ def ray_cluster() -> Iterator[str]:
         if not state["users"]:
             _ray("stop", "--force", check=False)  # whatever a crashed run left
             shutil.rmtree(STATE / "ray", ignore_errors=True)
-            port = _free_port()
+            port = free_port()
             common = [
                 "--node-ip-address=127.0.0.1",
                 "--num-cpus=1",

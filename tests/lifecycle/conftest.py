@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import make_layout, save_image
-from tests.service.conftest import free_port
+from tests.helpers import free_port, make_layout, save_image
 
 
 @pytest.fixture(scope="session")

@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,20 +10,10 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from indad.lifecycle.record import PredictionRecord
-from tests.app.test_browser import (
-    CHROMIUM_ARGS,
-    PAGE_LOAD_S,
-    SERVER_START_S,
-    VIEWPORT,
-    _free_port,
-    _stop,
-    _tail,
-    browser,  # noqa: F401 (the fixture)
-)
-from tests.helpers import REPO
+from tests.app.test_browser import PAGE_LOAD_S, VIEWPORT, browser  # noqa: F401 (the fixture)
+from tests.helpers import streamlit_app, tail
 
 pytestmark = pytest.mark.browser
-assert CHROMIUM_ARGS
 
 
 @pytest.fixture
@@ -47,33 +31,10 @@ def review_record(tiny_dataset: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def review_app(review_record: Path, tiny_model_file: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    port = _free_port()
     log = tmp_path / "streamlit.log"
-    env = os.environ | {"INDAD_RECORD": str(review_record), "INDAD_REVIEW_MODEL": str(tiny_model_file),
-                        "OMP_WAIT_POLICY": "PASSIVE"}  # fmt: skip
-    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-           "--server.headless", "true", "--browser.gatherUsageStats", "false", "--server.address", "127.0.0.1",
-           "--server.fileWatcherType", "none"]  # fmt: skip
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}:\n{_tail(log)}")
-            with (
-                contextlib.suppress(urllib.error.URLError, OSError),
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response,
-            ):
-                if response.read().strip() == b"ok":
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not answer within {SERVER_START_S} s:\n{_tail(log)}")
-            time.sleep(0.3)
+    env = {"INDAD_RECORD": str(review_record), "INDAD_REVIEW_MODEL": str(tiny_model_file)}
+    with streamlit_app(env, log) as url:
         yield url, log
-    finally:
-        _stop(proc)
 
 
 def test_review_by_keyboard_and_button(review_app, browser, review_record: Path, tmp_path: Path):  # noqa: F811
@@ -109,6 +70,6 @@ def test_review_by_keyboard_and_button(review_app, browser, review_record: Path,
     except Exception as exc:
         with contextlib.suppress(Exception):
             page.screenshot(path=str(tmp_path / "failure.png"))
-        raise AssertionError(f"{exc}\nserver log:\n{_tail(log)}") from exc
+        raise AssertionError(f"{exc}\nserver log:\n{tail(log)}") from exc
     finally:
         context.close()

@@ -23,13 +23,7 @@ import pytest
 from PIL import Image
 
 from indad.line.result import LineResult, new_id, utc_now
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.helpers import free_port
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,7 +15,7 @@ from typing import IO
 import pytest
 import requests
 
-from tests.helpers import REPO
+from tests.helpers import REPO, free_port
 
 TOKEN = "test-token"
 MAX_PIXELS = 1_000_000
@@ -39,13 +38,6 @@ class Server:
     def post_raw(self, data: bytes | Iterator[bytes], **params) -> requests.Response:
         """POST /v1/predict with ``data`` as the raw body (chunked when an iterator)."""
         return requests.post(f"{self.url}/v1/predict", data=data, params=params, headers=self.headers, timeout=60)
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(
