@@ -35,8 +35,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from indad.export.model_file import read_model_info
 from indad.line.outbox import Outbox
-from indad.line.pipeline import Input, Pipeline, read_model_info
+from indad.line.pipeline import Input, Pipeline
 from indad.line.result import LineResult
 from indad.line.sinks import MqttSink, WebhookSink
 from indad.line.sources import open_source

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -23,6 +24,9 @@ from .options import (
     verbose_option,
 )
 from .sinks import OUTBOX_NAME, close_outbox, open_outbox, sink_options
+
+if TYPE_CHECKING:
+    from ..line.pipeline import Pictures
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +75,7 @@ def stream_command(
     trigger_port: int | None,
     trigger_host: str,
     mqtt_trigger: str | None,
-    pictures: str,
+    pictures: Pictures,
     stall: float,
     max_frames: int | None,
     runtime: str | None,
@@ -92,7 +96,7 @@ def stream_command(
     while a receiver is down). A stream that ends or stalls is opened again. Stop with Ctrl-C.
     """
     from ..inference import open_scorer
-    from ..line.pipeline import Pipeline, model_of
+    from ..line.pipeline import Pipeline
     from ..line.sources import open_source
     from ..line.stream import MqttTrigger, StreamRunner, Triggers, TriggerServer, prometheus_text
 
@@ -109,7 +113,7 @@ def stream_command(
         frames = open_source(source, stall_s=stall)
         scorer = open_scorer(model_path, runtime, device)
         sinks = open_outbox(mqtt, webhook, webhook_secret, outbox, Path(out) / OUTBOX_NAME)
-        pipeline = Pipeline(scorer, model_of(scorer), Decision(decision, min_area), pictures, sinks)  # type: ignore[arg-type]
+        pipeline = Pipeline(scorer, scorer.model_info, Decision(decision, min_area), pictures, sinks)
         triggers = Triggers() if triggered else None
         runner = StreamRunner(frames, pipeline, Path(out), every, triggers)
         if triggers is not None and trigger_port is not None:

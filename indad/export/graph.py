@@ -23,7 +23,7 @@ from ..data.tiles import Tiling, tile_origins
 from ..errors import InputError, ModelFileError
 from ..files import atomic_output
 from ..thresholds import Thresholds
-from .model_file import HEADER_KEY, file_header
+from .model_file import HEADER_KEY, ModelInfo, file_header
 
 if TYPE_CHECKING:  # types only: export/ never imports the methods at run time (they import the file format)
     from ..methods import AnomalyModel
@@ -96,6 +96,7 @@ class OnnxScorer:
         if HEADER_KEY not in meta:
             raise ModelFileError(f"{path} was not exported by indad (no '{HEADER_KEY}' metadata)")
         self.header = json.loads(meta[HEADER_KEY])
+        self.model_info = ModelInfo()
         self.preprocess = Preprocess.from_dict(self.header["preprocess"])
         t = self.header.get("thresholds")
         self.thresholds = None if t is None else Thresholds.from_dict(t)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +85,17 @@ def model_version(path: str | os.PathLike, header: dict[str, Any]) -> str:
     except OSError as e:
         raise ModelFileError(f"cannot read model file {path}: {e}") from None
     return digest.hexdigest()[:VERSION_HEX]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Which model judges: its name (the file name without suffix) and version."""
+
+    name: str = ""
+    version: str = ""
+
+
+def read_model_info(path: str | os.PathLike, header: dict[str, Any] | None = None) -> ModelInfo:
+    """The name and version of the model file (or exported graph, with its ``header``) at ``path``."""
+    path = Path(path)
+    return ModelInfo(path.stem, model_version(path, header if header is not None else read_header(path)))

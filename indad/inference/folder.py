@@ -123,7 +123,7 @@ def score_inputs(
     original-image coordinates, and its decision by ``decision``. ``publisher`` (the
     sinks' outbox) gets each :class:`~indad.line.result.LineResult`.
     """
-    pipeline = line.Pipeline(scorer, line.model_of(scorer), decision, publisher=publisher)
+    pipeline = line.Pipeline(scorer, scorer.model_info, decision, publisher=publisher)
     return [result_row(r) for r in score_results(pipeline, paths, items, base, root)]
 
 

@@ -11,6 +11,7 @@ import torch
 
 from ..data import Preprocess
 from ..errors import InputError, ModelFileError
+from ..export.model_file import ModelInfo, read_model_info
 from ..thresholds import Thresholds
 
 if TYPE_CHECKING:
@@ -29,11 +30,14 @@ class Scorer(Protocol):
     header:
         What the model is, as plain data: the model file's header (method, hyperparameters, backbone,
         preprocessing, thresholds; see :meth:`~indad.methods.AnomalyModel.metadata`).
+    model_info:
+        The model's name and version (:func:`open_scorer` reads them from the file; empty otherwise).
     """
 
     preprocess: Preprocess
     thresholds: Thresholds | None
     header: dict[str, Any]
+    model_info: ModelInfo
 
     def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -47,6 +51,7 @@ class TorchScorer:
         self.preprocess = model.preprocess
         self.thresholds = model.thresholds
         self.header = model.metadata()
+        self.model_info = ModelInfo()
 
     def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         return self.model.score_batch(images)
@@ -56,11 +61,9 @@ def open_scorer(path: str | os.PathLike, runtime: str = "torch", device: str = "
     """A scorer for a model file (``runtime="torch"``) or an exported ``.onnx`` file (``runtime="onnx"``).
 
     With ``runtime="onnx"`` and a model file, the ``.onnx`` file beside it
-    (same name, written by ``indad export``) is used. The scorer's ``model_info``
-    (:class:`~indad.line.pipeline.ModelInfo`) names the model and its version.
+    (same name, written by ``indad export``) is used. The scorer's ``model_info`` names the model and its
+    version.
     """
-    from ..line import pipeline as line
-
     path = Path(path)
     scorer: Scorer
     if runtime == "onnx":
@@ -70,13 +73,12 @@ def open_scorer(path: str | os.PathLike, runtime: str = "torch", device: str = "
         if not onnx_path.is_file():
             raise ModelFileError(f"no ONNX export of {path}: run `indad export {path} --format onnx` first")
         scorer = OnnxScorer(onnx_path)
-        info = line.read_model_info(onnx_path, scorer.header)
+        scorer.model_info = read_model_info(onnx_path, scorer.header)
     elif runtime == "torch":
         from ..methods import load_model
 
         scorer = TorchScorer(load_model(path, device=device))
-        info = line.read_model_info(path)
+        scorer.model_info = read_model_info(path)
     else:
         raise InputError(f"unknown runtime {runtime!r}; choose torch or onnx")
-    setattr(scorer, "model_info", info)  # noqa: B010 (read back by indad.line.pipeline.model_of)
     return scorer

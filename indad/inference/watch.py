@@ -215,7 +215,7 @@ class HotFolder:
             items = [item for item, scored_now in zip(items, take, strict=True) if scored_now]
             if not batch:
                 continue
-            model = line.model_of(self.scorer)
+            model = self.scorer.model_info
             pipeline = line.Pipeline(self.scorer, model, self.decision, publisher=self.publisher)
             ids = [stable_id(f"{key}|{model.name}|{model.version}") for key in keys]
             results = score_results(pipeline, batch, items, self.in_dir.absolute(), self.out_dir, ids)

@@ -8,16 +8,15 @@ not, is handed to the publisher (the persistent :class:`~indad.line.outbox.Outbo
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..export.model_file import model_version, read_header
+from ..export.model_file import ModelInfo
 from ..files import atomic_output
 from ..inference.visualize import PNG_LEVEL, heatmap_image, map_to_original, mask_image, overlay_image
 from ..regions import find_regions
@@ -28,26 +27,6 @@ if TYPE_CHECKING:
     from ..inference.folder import Scorer
 
 Pictures = Literal["all", "defective", "none"]
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """Which model judges: its name (the file name without suffix) and version."""
-
-    name: str = ""
-    version: str = ""
-
-
-def read_model_info(path: str | os.PathLike, header: dict[str, Any] | None = None) -> ModelInfo:
-    """The name and version of the model file (or exported graph, with its ``header``) at ``path``."""
-    path = Path(path)
-    return ModelInfo(path.stem, model_version(path, header if header is not None else read_header(path)))
-
-
-def model_of(scorer: Any) -> ModelInfo:
-    """The :class:`ModelInfo` that :func:`indad.inference.open_scorer` attached to ``scorer`` (empty if none)."""
-    info = getattr(scorer, "model_info", None)
-    return info if isinstance(info, ModelInfo) else ModelInfo()
 
 
 @dataclass

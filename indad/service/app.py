@@ -26,7 +26,7 @@ from ..errors import IndadError
 from ..inference.folder import PNG_LEVEL
 from ..inference.scorer import Scorer
 from ..inference.visualize import heatmap_image
-from ..line.pipeline import Input, Publisher, judge, model_of
+from ..line.pipeline import Input, Publisher, judge
 from ..line.result import LineResult
 from ..thresholds import Decision
 from ..version import __version__
@@ -172,7 +172,7 @@ def describe(
 ) -> tuple[dict[str, Any], LineResult]:
     """One image's result (:class:`ImageResult`, and as a :class:`~indad.line.result.LineResult`) from the result
     pipeline; regions and heatmap from the map at the original size."""
-    scored = judge(Input(name, original, trigger_id=trigger_id), score, amap, scorer, model_of(scorer), decision)
+    scored = judge(Input(name, original, trigger_id=trigger_id), score, amap, scorer, scorer.model_info, decision)
     r, t = scored.result, scorer.thresholds
     result: dict[str, Any] = {"name": name, "width": r.width, "height": r.height, "score": score}
     result |= {"id": r.id, "model": r.model, "model_version": r.model_version, "trigger_id": trigger_id}

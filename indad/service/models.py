@@ -25,7 +25,7 @@ from prometheus_client import Counter, Gauge
 
 from ..errors import InputError
 from ..inference.scorer import Scorer, open_scorer
-from ..line.pipeline import Publisher, model_of
+from ..line.pipeline import Publisher
 from ..version import __version__
 from .app import ERRORS, PREDICT_BODY, Gate, PredictResponse, ServiceOptions, install_guards, model_summary
 from .batcher import MicroBatcher
@@ -149,7 +149,7 @@ class ModelRegistry:
             return
         o = self.options
         batcher = MicroBatcher(scorer, o.max_batch, o.max_wait_ms / 1000.0, self.metrics.record_batch).start()
-        info = model_of(scorer)
+        info = scorer.model_info
         entry = ModelEntry(
             name, info.version, path, key, scorer, batcher, summary | {"name": name, "version": info.version}
         )

@@ -20,7 +20,9 @@ import numpy as np
 import torch
 from fastapi import FastAPI, Request
 
-from ..line.pipeline import ModelInfo, Pipeline, Publisher, model_of
+from ..export.model_file import ModelInfo
+from ..inference.scorer import Scorer
+from ..line.pipeline import Pictures, Pipeline, Publisher
 from ..line.sources import FrameSource
 from ..line.stream import StreamRunner, Triggers, trigger_id_of
 from ..thresholds import Decision
@@ -28,11 +30,12 @@ from .batcher import MicroBatcher
 
 
 class BatchedScorer:
-    """A :class:`~indad.inference.folder.Scorer` that scores through a running :class:`MicroBatcher`."""
+    """A :class:`~indad.inference.scorer.Scorer` that scores through a running :class:`MicroBatcher`."""
 
-    def __init__(self, batcher: MicroBatcher, scorer: Any) -> None:
+    def __init__(self, batcher: MicroBatcher, scorer: Scorer) -> None:
         self.batcher, self.preprocess, self.thresholds = batcher, scorer.preprocess, scorer.thresholds
-        self.model_info: ModelInfo = model_of(scorer)
+        self.header: dict[str, Any] = scorer.header
+        self.model_info: ModelInfo = scorer.model_info
 
     def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         results = [f.result() for f in [self.batcher.submit(image) for image in images]]
@@ -41,19 +44,19 @@ class BatchedScorer:
 
 def attach_stream(
     app: FastAPI,
-    scorer: Any,
+    scorer: Scorer,
     source: FrameSource,
     out: Path,
     every: int | None,
     decision: Decision,
     publisher: Publisher | None = None,
-    pictures: str = "defective",
+    pictures: Pictures = "defective",
 ) -> StreamRunner:
     """Score ``source`` while ``app`` (made by :func:`~indad.service.app.create_app`) runs, and add
     ``POST /v1/trigger`` (optional JSON ``{"id": ...}``; answers ``{"trigger_id": ...}``) and ``GET /v1/stream``.
     ``scorer`` is the one the app serves: frames are scored by its worker."""
     batched = BatchedScorer(app.state.batcher, scorer)
-    pipeline = Pipeline(batched, batched.model_info, decision, pictures, publisher)  # type: ignore[arg-type]
+    pipeline = Pipeline(batched, batched.model_info, decision, pictures, publisher)
     triggers = Triggers()
     runner = StreamRunner(source, pipeline, out, every, triggers)
     stop = threading.Event()

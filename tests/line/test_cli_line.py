@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from indad.cli.main import cli
-from indad.line.pipeline import read_model_info
+from indad.export.model_file import read_model_info
 from tests.line.conftest import Broker, Receiver, Subscriber, wait_for
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from indad.export.model_file import model_version, read_header
-from indad.line.pipeline import Input, Pipeline, read_model_info
+from indad.export.model_file import model_version, read_header, read_model_info
+from indad.line.pipeline import Input, Pipeline
 from indad.line.result import LineResult, pixels_hash, stable_id
 
 FIELDS = [

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from indad.line.pipeline import read_model_info
+from indad.export.model_file import read_model_info
 from tests.line.conftest import Receiver, wait_for
 from tests.service.conftest import start_server, stop_server
 

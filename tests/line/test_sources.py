@@ -11,7 +11,8 @@ import pytest
 import requests
 
 from indad.errors import IndadError, InputError
-from indad.line.pipeline import Pipeline, read_model_info
+from indad.export.model_file import read_model_info
+from indad.line.pipeline import Pipeline
 from indad.line.sources import MjpegSource, Reconnect, open_source
 from indad.line.stream import StreamRunner, Triggers, TriggerServer, prometheus_text, trigger_id_of
 from tests.line.conftest import Broker, MjpegServer, frames_of, jpeg, wait_for
