@@ -24,7 +24,7 @@ from ..thresholds import DEFAULT_DECISION, Decision, Thresholds, is_defective
 from .result import LineResult, new_id, pixels_hash, utc_now
 
 if TYPE_CHECKING:
-    from ..inference.folder import Scorer
+    from ..inference.scorer import Scorer
 
 Pictures = Literal["all", "defective", "none"]
 

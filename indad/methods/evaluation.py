@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..metrics import evaluate_predictions
 from ..thresholds import Thresholds, f1_thresholds
-
-if TYPE_CHECKING:
-    from .base import AnomalyModel
+from .protocol import Batch
 
 
-def evaluate(model: AnomalyModel, data: Any, batch_size: int | None = None, keep_maps: bool = False) -> dict[str, Any]:
+class ScoresBatches(Protocol):
+    """What evaluation needs of a fitted model: its name and its scored test batches."""
+
+    @property
+    def method(self) -> str: ...
+
+    def scored_batches(
+        self, data: Any, desc: str, batch_size: int | None = None, labelled_for: str | None = None
+    ) -> Iterator[tuple[Batch, np.ndarray, np.ndarray]]: ...
+
+
+def evaluate(model: ScoresBatches, data: Any, batch_size: int | None = None, keep_maps: bool = False) -> dict[str, Any]:
     """Metrics of ``model`` on a labelled test set (a dataset folder in MVTec AD layout, or its test dataset).
 
     Returns a dict with ``image_auroc``, ``pixel_auroc``, ``aupro``, ``f1_max``,
@@ -56,7 +66,7 @@ def evaluate(model: AnomalyModel, data: Any, batch_size: int | None = None, keep
     return result
 
 
-def calibrate_f1(model: AnomalyModel, validation: Any) -> Thresholds:
+def calibrate_f1(model: ScoresBatches, validation: Any) -> Thresholds:
     """F1-optimal image and pixel thresholds of ``model`` on a labelled validation set (MVTec AD layout)."""
     scores, labels, masks, maps = [], [], [], []
     for batch, s, m in model.scored_batches(
