@@ -192,6 +192,7 @@ def test_local_runs_do_not_import_ray(tiny_root, tmp_path):
 RAY_AUROC_MIN = {"full": 0.94, "small": 0.80}
 
 
+@pytest.mark.slow  # minutes even on the MTD subset; the shard merge and scoring on Ray are in make test above
 @pytest.mark.parametrize("variant", MTD_VARIANTS)
 def test_mtd_two_level_coreset_and_scoring_on_ray(ray_cluster, request, variant, tmp_path):
     """MTD at 128 px: PatchCore fitted on Ray (two-level coreset) detects defects, and the test set's CSV from Ray

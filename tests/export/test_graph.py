@@ -39,7 +39,10 @@ def _assert_close(got: tuple, ref: tuple) -> None:
         assert np.abs(np.asarray(g) - r).max() <= 1e-4 * np.abs(r).max()
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
+# SPADE's and the ensemble's exports take minutes (torch.export's tracing): make test-full and CI only.
+@pytest.mark.parametrize(
+    "method", [pytest.param(m, marks=pytest.mark.slow) if m in ("spade", "ensemble") else m for m in sorted(METHODS)]
+)
 def test_onnx_and_torchscript_match_torch_on_real_images(method, hazelnut, tmp_path):
     cls, params = METHODS[method]
     model = cls(image_size=128, progress=False, **params).fit(hazelnut, holdout=0.2)
@@ -73,10 +76,11 @@ print(json.dumps({"peak_mb": peak_kb / 1024, "shape": list(amap.shape), "score":
 """
 
 
+@pytest.mark.slow
 def test_exported_patchcore_with_a_large_bank_scores_in_under_2gb(mtd, tmp_path):
     """A bank of every patch of 100 MTD images (102,400) is larger than a 10% coreset of all 761 (77,926).
 
-    100 training images, not the whole dataset: in `make test` too (about 30 s)."""
+    100 training images, not the whole dataset (a minute or two; make test-full and CI)."""
     paths = [s.path for s in scan_train(mtd)][:100]
     model = PatchCore(f_coreset=1.0, search="exact", progress=False).fit(paths)  # an export searches exactly
     assert model.memory_bank.shape[0] == 102_400

@@ -67,6 +67,7 @@ def test_add_normal_needs_a_fitted_model(halves):
         PaDiM(image_size=64, d_reduced=20, progress=False).add_normal(halves[2])
 
 
+@pytest.mark.slow  # minutes even on the MTD subset; test_patchcore_extends_its_bank runs in make test
 @pytest.mark.parametrize("variant", MTD_VARIANTS)
 def test_patchcore_grown_on_mtd_scores_like_a_refit(request, variant):
     """160 MTD training images (100 of the subset): fit on half then add the other half, against a fit on all
