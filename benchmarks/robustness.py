@@ -309,6 +309,54 @@ def mean_spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f}" + (f" +-{spread:.3f}" if len(values) > 1 else "")
 
 
+def mean(values: list[float]) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return statistics.mean(values) if values else math.nan
+
+
+def targets(cells: dict, levers: list[str], seeds: list[int], changes: list[str]) -> list[str]:
+    """Issue 26's targets per lever (3-seed means): each change's good flagged at most twice the unchanged rate
+    and at most 5%, its image ROC AUC within 2 points of the unchanged one, and the unchanged image ROC AUC not
+    more than 0.3 point under the defaults' (lever ``none``)."""
+    lines = []
+    changed_only = [c for c in changes if c != "none"]
+    for lever in levers:
+
+        def avg(change: str, what: str, lever: str = lever) -> float:
+            return mean([cells[lever, seed, change][what] for seed in seeds])
+
+        if "none" not in changes:
+            continue
+        flag0, auc0 = avg("none", "flagged"), avg("none", "image_auroc")
+        flag_miss = [c for c in changed_only if not avg(c, "flagged") <= min(0.05, 2 * flag0) + 1e-9]
+        auc_miss = [c for c in changed_only if not avg(c, "image_auroc") >= auc0 - 0.02]
+        line = (
+            f"- `{lever}`: unchanged flagged {flag0:.3f}, image ROC AUC {auc0:.3f}; flagged <= min(5%, 2x unchanged) "
+            f"under {len(changed_only) - len(flag_miss)}/{len(changed_only)} changes"
+            + (f" (not: {', '.join(flag_miss)})" if flag_miss else "")
+            + f"; image ROC AUC within 2 points under {len(changed_only) - len(auc_miss)}/{len(changed_only)}"
+            + (f" (not: {', '.join(auc_miss)})" if auc_miss else "")
+        )
+        if lever != "none" and "none" in levers:
+            delta = auc0 - mean([cells["none", seed, "none"]["image_auroc"] for seed in seeds])
+            line += f"; unchanged image ROC AUC {delta:+.4f} against `none` ({'met' if delta >= -0.003 else 'NOT met'})"
+        lines.append(line)
+    return lines
+
+
+def robustness_table(title: str, cells: dict, levers: list[str], seeds: list[int], changes: list[str]) -> list[str]:
+    """One markdown table (mean +- spread over the seeds) and its target lines."""
+    columns = [f"{lever}: {what}" for lever in levers for what in ("flagged", "image", "pixel")]
+    table = [title, "| change | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for change in changes:
+        row = []
+        for lever in levers:
+            for what in ("flagged", "image_auroc", "pixel_auroc"):
+                row.append(mean_spread([cells[lever, seed, change][what] for seed in seeds]))
+        table.append(f"| {change} | " + " | ".join(row) + " |")
+    return [*table, "", *targets(cells, levers, seeds, changes)]
+
+
 def robustness_tables(
     args: argparse.Namespace, record: Callable[[dict], None], flush: Callable[[list[str]], None]
 ) -> list[str]:
@@ -316,21 +364,44 @@ def robustness_tables(
     for dataset in args.datasets:
         for method in args.methods:
             n = len(test_samples(data_dir() / dataset, args.defective))
-            header = f"\n### {method} on {dataset} (seeds {','.join(map(str, args.seeds))}; {n} test images)\n"
-            columns = [f"{lever}: {what}" for lever in args.levers for what in ("flagged", "image", "pixel")]
+            title = f"\n### {method} on {dataset} (seeds {','.join(map(str, args.seeds))}; {n} test images)\n"
             start = time.perf_counter()
             cells = robustness_block(method, dataset, args, record)
-            table = [header, "| change | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-            for change in args.changes:
-                row = []
-                for lever in args.levers:
-                    for what in ("flagged", "image_auroc", "pixel_auroc"):
-                        row.append(mean_spread([cells[lever, seed, change][what] for seed in args.seeds]))
-                table.append(f"| {change} | " + " | ".join(row) + " |")
-            table.append(f"\n({time.perf_counter() - start:.0f} s; uptime: {os.getloadavg()[0]:.1f} load)")
+            table = robustness_table(title, cells, args.levers, args.seeds, args.changes)
+            table.append(f"\n({time.perf_counter() - start:.0f} s; load average {os.getloadavg()[0]:.1f})")
             lines += table
             print("\n".join(table), flush=True)
             flush(lines)
+    return lines
+
+
+def tables_from_records(path: Path) -> list[str]:
+    """The tables (and target lines) again from the JSON lines of ``--json``: each block as it was measured."""
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines: list[str] = []
+    blocks: dict[tuple, list[dict]] = {}
+    for r in records:
+        blocks.setdefault((r["kind"], r["method"], r["dataset"]), []).append(r)
+    for (kind, method, dataset), rows in blocks.items():
+        seeds = sorted({r["seed"] for r in rows})
+        levers = list(dict.fromkeys(r["lever"] for r in rows))
+        if kind == "robustness":
+            changes = list(dict.fromkeys(r["change"] for r in rows))
+            cells = {(r["lever"], r["seed"], r["change"]): r for r in rows}
+            complete = [c for c in changes if all((lv, s, c) in cells for lv in levers for s in seeds)]
+            n = f"{rows[0]['good']} good and {rows[0]['defective']} defective test images"
+            title = f"\n### {method} on {dataset} (seeds {','.join(map(str, seeds))}; {n})\n"
+            lines += robustness_table(title, cells, levers, seeds, complete)
+        else:
+            shots = list(dict.fromkeys(r["shots"] for r in rows))
+            values: dict[tuple, list[float]] = {}
+            for r in rows:
+                values.setdefault((r["shots"], r["lever"]), []).append(r["image_auroc"])
+            title = f"\n### few good images: {method} on {dataset}, image ROC AUC (seeds {','.join(map(str, seeds))})\n"
+            lines += [title, "| good images | " + " | ".join(levers) + " |", "|---" * (len(levers) + 1) + "|"]
+            for shot in shots:
+                cells_ = [mean_spread(values.get((shot, lever), [])) for lever in levers]
+                lines.append(f"| {shot} | " + " | ".join(cells_) + " |")
     return lines
 
 
@@ -380,7 +451,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-cache", action="store_true", help="compute every backbone forward pass anew")
     parser.add_argument("--markdown", type=Path, default=None, help="write the tables there (after each one)")
     parser.add_argument("--json", type=Path, default=None, help="append each cell there (JSON lines) as it is done")
+    parser.add_argument(
+        "--from-json", type=Path, default=None, help="print the tables of a --json file, measure nothing"
+    )
     args = parser.parse_args(argv)
+    if args.from_json:
+        print("\n".join(tables_from_records(args.from_json)))
+        return
     if args.quick:
         args.methods, args.datasets, args.seeds = "patchcore", "hazelnut_reduced", "0"
     args.methods = args.methods.split(",")
