@@ -394,9 +394,10 @@ def tables_from_records(path: Path) -> list[str]:
             lines += robustness_table(title, cells, levers, seeds, complete)
         else:
             shots = list(dict.fromkeys(r["shots"] for r in rows))
+            latest = {(r["shots"], r["lever"], r["seed"]): r["image_auroc"] for r in rows}  # a rerun replaces a cell
             values: dict[tuple, list[float]] = {}
-            for r in rows:
-                values.setdefault((r["shots"], r["lever"]), []).append(r["image_auroc"])
+            for (shot, lever, _), value in latest.items():
+                values.setdefault((shot, lever), []).append(value)
             title = f"\n### few good images: {method} on {dataset}, image ROC AUC (seeds {','.join(map(str, seeds))})\n"
             lines += [title, "| good images | " + " | ".join(levers) + " |", "|---" * (len(levers) + 1) + "|"]
             for shot in shots:
