@@ -26,7 +26,13 @@ Usage (from the repository root; DATA = $INDAD_DATA_DIR, else ../shared/datasets
     .venv/bin/python benchmarks/robustness.py --few-shot --datasets hazelnut_reduced --seeds 0,1,2
 
 Options: ``--changes`` (comma list of change names, default all), ``--image-size`` (default: the method's),
-``--markdown FILE`` (also write the tables there).
+``--defective N`` (a seeded random N of the defective test images, every good one kept), ``--markdown FILE``
+(the tables, written after each one), ``--json FILE`` (each cell appended as it is done), ``--from-json FILE``
+(the tables and target lines of such a file; measures nothing), ``--no-cache``.
+
+Cost: each backbone forward pass is computed once per input image per run (:class:`FeatureCache`): the unchanged
+training images across seeds and levers, each changed test image across every model scoring it; the models of
+a run share one backbone. Neither changes a figure (the cache hands back the very features of the same input).
 """
 
 from __future__ import annotations
@@ -161,6 +167,12 @@ class FeatureCache:
             return [torch.stack([cache.store[key][s] for key in keys]) for s in range(stages)]
 
         Backbone.forward = forward  # type: ignore[method-assign]
+
+    def uninstall(self) -> None:
+        """Give :class:`Backbone` its own forward pass back."""
+        if self._original is not None:
+            Backbone.forward = self._original  # type: ignore[method-assign]
+            self._original = None
 
     def mark(self) -> int:
         """A mark to :meth:`forget_since`: the number of entries now."""
