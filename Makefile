@@ -9,7 +9,7 @@ export INDAD_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),$(CURDIR
 # Torch's OpenMP threads sleep instead of spinning when idle: much faster on a shared machine.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test test-full lint app bench accuracy install clean
+.PHONY: demo test test-full lint app bench accuracy robustness install clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ bench: $(VENV)/.installed
 # Every method and PatchCore variant on every dataset (hours; --quick: the small sets): docs/accuracy.md.
 accuracy: $(VENV)/.installed
 	$(PY) benchmarks/accuracy.py $(ACCURACY_ARGS)
+
+# Issue 26: every method fitted as is and with each lever (variation, photometric), scored on its test images
+# unchanged and after each change a line sees (hours on a CPU; --quick: PatchCore, hazelnut_reduced, one seed;
+# --few-shot: the curve against the number of good images): docs/accuracy.md, "Robustness".
+robustness: $(VENV)/.installed
+	$(PY) benchmarks/robustness.py $(ROBUSTNESS_ARGS)
 
 app: $(VENV)/.installed
 	$(VENV)/bin/indad app

@@ -155,8 +155,9 @@ VARIATION_SPECS = (
 """The expected variation the sidebar offers (every key: :mod:`indad.data.variation`); 0 is off."""
 
 
-def robust_params(variation: dict[str, float], standardize: bool) -> dict[str, Any]:
-    """The model parameters of the sidebar's expected variation (0 values off) and photometric standardisation.
+def robust_params(variation: dict[str, float], standardize: bool, align: bool = False) -> dict[str, Any]:
+    """The model parameters of the sidebar's expected variation (0 values off), photometric standardisation and
+    alignment to a reference good image (``align="reference"``).
 
     Raises :class:`~indad.errors.InputError` naming a bad value (the model's own check).
     """
@@ -167,4 +168,5 @@ def robust_params(variation: dict[str, float], standardize: bool) -> dict[str, A
     return {
         "variation": None if spec is None else spec.to_dict(),
         "photometric": "standardize" if standardize else "none",
+        "align": "reference" if align else "none",
     }

@@ -159,7 +159,7 @@ def image_handling(image_size: int) -> tuple[dict[str, Any] | None, Any]:
 
 
 def line_variation() -> dict[str, Any]:
-    """The expected variation of the line's images and the photometric standardisation: model parameters."""
+    """The expected variation of the line's images, photometric standardisation and alignment: model parameters."""
     with st.sidebar.expander("What the line varies"):
         values = {
             spec.name: st.slider(
@@ -170,7 +170,12 @@ def line_variation() -> dict[str, Any]:
         standardize = st.toggle(
             "Standardise each image's brightness and contrast", key="photometric", help="At fit and at scoring."
         )
-    return choices.robust_params(values, standardize)
+        align = st.toggle(
+            "Align each image to the first good image",
+            key="align",
+            help="Fixtured parts that shift or turn a little (needs OpenCV). Model files only: no export.",
+        )
+    return choices.robust_params(values, standardize, align)
 
 
 def decision_rule() -> Decision:

@@ -158,3 +158,13 @@ def test_model_files_from_before_the_settings_load_with_them_off(tiny_root: Path
     old = load_model(write_model_file(tmp_path / "old.indad", read_tensors(path), metadata))
     assert (old.variation, old.photometric, old.align, old.aligner) == (None, "none", "none", None)
     np.testing.assert_allclose(old.predict(tiny_root).scores, model.predict(tiny_root).scores, rtol=1e-5)
+
+
+def test_ray_fits_refuse_align_before_starting_ray(tiny_root: Path) -> None:
+    ray = pytest.importorskip("ray")
+    from indad.distributed import RayEngine
+
+    model = PatchCore(image_size=64, batch_size=4, progress=False, align="reference")
+    with pytest.raises(InputError, match='align="reference" is not supported on Ray yet'):
+        model.fit(tiny_root, engine=RayEngine(progress=False))
+    assert not ray.is_initialized() and model.module is None
