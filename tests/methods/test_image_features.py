@@ -41,6 +41,15 @@ def test_chunked_model_fits_scores_and_reloads(hazelnut, tmp_path):
     again = load(model.save(tmp_path / "m.indad"))
     assert again.tile_features == "image" and again.splits_tiles is False
     np.testing.assert_allclose(again.predict(hazelnut).scores, result["scores"], rtol=1e-4)
+    # the ONNX graph chunks the image as the model does (exact search there: within the HNSW's approximation)
+    from indad.export.graph import OnnxScorer, export_model
+
+    images = torch.randn(2, 3, 100, 136, generator=torch.Generator().manual_seed(0))
+    scores, maps = OnnxScorer(export_model(model, tmp_path / "m.onnx"))(images)
+    want = model.predict(images)
+    assert maps.shape == (2, 100, 136)
+    np.testing.assert_allclose(scores, want.scores, rtol=1e-3)
+    np.testing.assert_allclose(maps, want.maps, rtol=1e-3, atol=1e-3)
 
 
 def test_max_bank_caps_the_bank_and_its_pool(hazelnut):
