@@ -32,7 +32,8 @@ Configurations (``--configs``; each one fitted and scored in a fresh process, so
 - ``tiled256``: ``PatchCore(image_size=SIZE, tile={"size": 256, "overlap": 32})``: 81 tiles at 2,048.
 - ``tiled512``: ``PatchCore(image_size=SIZE, tile={"size": 512, "overlap": 64})``: 25 tiles at 2,048.
 - ``tiled256img``: ``tiled256`` with ``tile_features="image"``: the backbone over the image in 256 px chunks
-  that do not overlap, one map per image (issue 27; ``--model-seed`` sets the models' seed).
+  that do not overlap, one map per image (issue 27; ``--model-seed`` sets the models' seed); ``tiled256imgbank``
+  the same with ``f_coreset=0.0156`` (at 1,024 px a bank as large as ``tiled256``'s).
 
 The tiled ones pick their coreset among a seeded tenth of the training patches (``coreset_subsample=0.1``; the
 bank keeps 1% of all patches as the default does). Each process fits on standin/train/good, then scores
@@ -80,6 +81,13 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "tiled512": {"tile": {"size": 512, "overlap": 64}, "coreset_subsample": 0.1},
     # issue 27: the backbone over the image in chunks of 256 px that do not overlap, one map (tile_features="image")
     "tiled256img": {"tile": {"size": 256, "overlap": 32}, "coreset_subsample": 0.1, "tile_features": "image"},
+    # the same with a bank as large as tiled256's (at 1,024 px: 25 tiles against 16 chunks an image)
+    "tiled256imgbank": {
+        "tile": {"size": 256, "overlap": 32},
+        "coreset_subsample": 0.1,
+        "tile_features": "image",
+        "f_coreset": 0.0156,
+    },
 }
 
 

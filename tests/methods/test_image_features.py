@@ -42,9 +42,11 @@ def test_chunked_model_fits_scores_and_reloads(hazelnut, tmp_path):
     assert again.tile_features == "image" and again.splits_tiles is False
     np.testing.assert_allclose(again.predict(hazelnut).scores, result["scores"], rtol=1e-4)
     # the ONNX graph chunks the image as the model does (exact search there: within the HNSW's approximation)
+    from indad.data import read_image
     from indad.export.graph import OnnxScorer, export_model
 
-    images = torch.randn(2, 3, 100, 136, generator=torch.Generator().manual_seed(0))
+    files = sorted((hazelnut / "test").rglob("*.png"))[:2]
+    images = torch.stack([model.preprocess.image(read_image(f)) for f in files])
     scores, maps = OnnxScorer(export_model(model, tmp_path / "m.onnx"))(images)
     want = model.predict(images)
     assert maps.shape == (2, 100, 136)
