@@ -9,7 +9,7 @@ export INDAD_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),$(CURDIR
 # Torch's OpenMP threads sleep instead of spinning when idle: much faster on a shared machine.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test test-full lint app bench accuracy robustness install clean
+.PHONY: demo test test-full lint app bench bench-highres accuracy robustness install clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ demo: $(VENV)/.installed
 # issue 16's speed targets, each with its ratio measured in the same run (about 30 minutes).
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench.py
+
+# Issue 27: PatchCore on 256 px tiles of a 2,448 x 2,048 image, today's tiled path against tile_features=image:
+# scoring and fit before / after / ratio, and the seeds' accuracy table (benchmarks/highres_speed.py; hours on 2 cores).
+bench-highres: $(VENV)/.installed
+	$(PY) benchmarks/highres_speed.py $(HIGHRES_ARGS)
 
 # Every method and PatchCore variant on every dataset (hours; --quick: the small sets): docs/accuracy.md.
 accuracy: $(VENV)/.installed

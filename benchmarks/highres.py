@@ -31,6 +31,9 @@ Configurations (``--configs``; each one fitted and scored in a fresh process, so
 - ``whole``: ``PatchCore(image_size=256)``, the default: the image resized to 256 px (a 16 px blowhole becomes 2).
 - ``tiled256``: ``PatchCore(image_size=SIZE, tile={"size": 256, "overlap": 32})``: 81 tiles at 2,048.
 - ``tiled512``: ``PatchCore(image_size=SIZE, tile={"size": 512, "overlap": 64})``: 25 tiles at 2,048.
+- ``tiled256img``: ``tiled256`` with ``tile_features="image"``: the backbone over the image in 256 px chunks
+  that do not overlap, one map per image (issue 27; ``--model-seed`` sets the models' seed); ``tiled256imgbank``
+  the same with ``f_coreset=0.0156`` (at 1,024 px a bank as large as ``tiled256``'s).
 
 The tiled ones pick their coreset among a seeded tenth of the training patches (``coreset_subsample=0.1``; the
 bank keeps 1% of all patches as the default does). Each process fits on standin/train/good, then scores
@@ -76,6 +79,15 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "whole": {},
     "tiled256": {"tile": {"size": 256, "overlap": 32}, "coreset_subsample": 0.1},
     "tiled512": {"tile": {"size": 512, "overlap": 64}, "coreset_subsample": 0.1},
+    # issue 27: the backbone over the image in chunks of 256 px that do not overlap, one map (tile_features="image")
+    "tiled256img": {"tile": {"size": 256, "overlap": 32}, "coreset_subsample": 0.1, "tile_features": "image"},
+    # the same with a bank as large as tiled256's (at 1,024 px: 25 tiles against 16 chunks an image)
+    "tiled256imgbank": {
+        "tile": {"size": 256, "overlap": 32},
+        "coreset_subsample": 0.1,
+        "tile_features": "image",
+        "f_coreset": 0.0156,
+    },
 }
 
 
@@ -343,12 +355,12 @@ def test_paths(out: Path) -> list[Path]:
     ]
 
 
-def run_config(name: str, out: Path, size: int, chunk: int = 4) -> dict[str, Any]:
+def run_config(name: str, out: Path, size: int, chunk: int = 4, seed: int = 0) -> dict[str, Any]:
     """Fit one configuration on the stand-in and score its test images (in this process); maps saved at 512 px."""
     from indad.methods import PatchCore
 
     params = model_params(name, size)
-    model = PatchCore(progress=False, seed=0, **params)
+    model = PatchCore(progress=False, seed=seed, **params)
     start = time.perf_counter()
     model.fit(str(out / "standin"))
     fit_s = time.perf_counter() - start
@@ -377,13 +389,15 @@ def run_config(name: str, out: Path, size: int, chunk: int = 4) -> dict[str, Any
         "peak_rss_mb": max(fit_peak, peak_rss_mb()),
         "bank": int(bank.shape[0]) if bank is not None else None,
         "map_size": working,
+        "model_seed": seed,
     }
 
 
-def run_child(name: str, out: Path, size: int) -> dict[str, Any]:
+def run_child(name: str, out: Path, size: int, seed: int = 0) -> dict[str, Any]:
     """:func:`run_config` in a fresh Python process (its own peak memory); its JSON result."""
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     cmd = [sys.executable, __file__, "--child", name, "--out", str(out), "--size", str(size)]
+    cmd += ["--model-seed", str(seed)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -493,12 +507,13 @@ def main() -> None:
     p.add_argument("--good", type=int, default=20)
     p.add_argument("--defective", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model-seed", type=int, default=0, help="the models' seed (coreset, subsample)")
     p.add_argument("--quick", action="store_true", help="size 1024, 8 / 4 / 8 images, whole and tiled256")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(run_config(args.child, Path(args.out), args.size)))
+        print(json.dumps(run_config(args.child, Path(args.out), args.size, seed=args.model_seed)))
         return
     if args.quick:  # smaller defaults; options given explicitly win
         for key, value in (("size", 1024), ("train", 8), ("good", 4), ("defective", 8), ("configs", "whole,tiled256")):
@@ -524,7 +539,8 @@ def main() -> None:
         print(f"stand-in: {out} {json.dumps(built['plan'])}", flush=True)
         these = []
         for name in names:
-            result = {"background": background, **run_child(name, out, args.size), **metrics(out, name)}
+            run = run_child(name, out, args.size, args.model_seed)
+            result = {"background": background, **run, **metrics(out, name)}
             these.append(result)
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}), flush=True)
         rows += these

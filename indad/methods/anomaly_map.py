@@ -46,27 +46,32 @@ class AnomalyMapGenerator(nn.Module):
         ``(H, W)`` of the network input.
     sigma:
         Standard deviation of the Gaussian blur in pixels (0 disables it).
+    output_size:
+        ``(H', W')`` at most ``size``: the map's top-left part kept (None: all of it), e.g. a
+        working image padded to a multiple of the backbone's stride cut back to its own size.
     """
 
-    def __init__(self, size: tuple[int, int], sigma: float = 4.0) -> None:
+    def __init__(self, size: tuple[int, int], sigma: float = 4.0, output_size: tuple[int, int] | None = None) -> None:
         super().__init__()
         if sigma < 0 or not math.isfinite(sigma):
             raise InputError(f"blur sigma must be >= 0, got {sigma}")
         self.size = tuple(size)
         self.sigma = float(sigma)
+        self.output_size = self.size if output_size is None else tuple(output_size)
         self._operators: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def operators(self, grid: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """``R`` ``(H, h)`` and ``C`` ``(W, w)`` float32 for a score grid ``(h, w)``."""
+        """``R`` ``(H', h)`` and ``C`` ``(W', w)`` float32 for a score grid ``(h, w)`` (``output_size`` rows)."""
         key = (*grid, str(device))
         if key not in self._operators:
             (h, w), (height, width) = grid, self.size
             # numpy, not torch: an export traces the forward pass, and these are its constants.
             rows = blur_matrix(height, self.sigma) @ upsample_matrix(h, height)
             cols = blur_matrix(width, self.sigma) @ upsample_matrix(w, width)
+            out_h, out_w = self.output_size
             self._operators[key] = (
-                torch.from_numpy(rows).float().to(device),
-                torch.from_numpy(cols).float().to(device),
+                torch.from_numpy(rows[:out_h]).float().to(device),
+                torch.from_numpy(cols[:out_w]).float().to(device),
             )
         return self._operators[key]
 

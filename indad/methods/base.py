@@ -233,6 +233,11 @@ class AnomalyModel(RobustInputs, MethodProtocol):
             )
         return self._backbone
 
+    @property
+    def splits_tiles(self) -> bool:
+        """Whether fit and scoring cut the working image into its tiles (tiled; a method may chunk it instead)."""
+        return self.tile_grid is not None
+
     def fit_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """The backbone's feature maps of a normalised batch, its forward pass on :attr:`fit_runtime`."""
         return self.backbone(images, self.fit_runtime)
@@ -296,21 +301,18 @@ class AnomalyModel(RobustInputs, MethodProtocol):
         )  # fmt: skip
 
     def fit_batches(self, data: Any, desc: str) -> Iterator[Batch]:
-        """The batches :meth:`partial_fit_state` and :meth:`extend_state` take: normal images (as tiles when tiled).
-
-        A batch's ``image`` is then ``(B * tiles_per_image, 3, th, tw)``, each image's tiles together.
-        """
+        """Batches of normal images for :meth:`partial_fit_state`; :attr:`splits_tiles`: ``(B * tiles, 3, th, tw)``."""
         for read in self.iter_batches(data, "train", desc):
             for batch in self.fit_variants(read, self.preprocess, self.seed):  # aligned, standardised, changed copies
-                if self.tile_grid is not None:
+                if self.tile_grid is not None and self.splits_tiles:
                     batch["image"] = self.tile_grid.split(batch["image"])
                 yield batch
 
     def scoring_module(self, exportable: bool = False) -> nn.Module:
         """The fitted scoring module over whole working images: :meth:`build_module`, tiled and masked if asked."""
         module = self.build_module(exportable)
-        if self.tile_grid is not None or self.roi_mask is not None:
-            grid = None if self.tile_grid is None else self.tile_grid.to(self.device)
+        if self.splits_tiles or self.roi_mask is not None:
+            grid = None if self.tile_grid is None or not self.splits_tiles else self.tile_grid.to(self.device)
             module = WholeImageModule(module, grid, self.roi_mask)
         return self.standardized(module, self.preprocess, exportable, self.device)
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbones import Backbone
+from ..backbones.chunked import ChunkedBackbone
 from ..errors import InputError, NotFittedError
 from ..memory import (
     GreedyCoresetSampler,
@@ -22,6 +23,7 @@ from ..memory import (
     default_searcher,
     take_rows,
 )
+from ..memory.pool import PatchPool
 from .anomaly_map import AnomalyMapGenerator
 from .base import AnomalyModel, Batch, ModelState, Tensors
 from .params import Rule
@@ -49,7 +51,7 @@ def patch_embedding(features: list[torch.Tensor]) -> torch.Tensor:
 
 
 def patch_queries(
-    backbone: Backbone, images: torch.Tensor, runtime: str | None = None
+    backbone: Backbone | ChunkedBackbone, images: torch.Tensor, runtime: str | None = None
 ) -> tuple[torch.Tensor, tuple[int, int]]:
     """Patch features ``(B, h * w, D)`` of a normalised batch (the backbone on ``runtime``), and the grid ``(h, w)``."""
     emb = patch_embedding(backbone(images, runtime))
@@ -102,6 +104,9 @@ IMAGE_SCORES = ("max_map", "max_patch")
 GRAPH_TENSOR = "hnsw_graph"
 """The model file's tensor of the HNSW graph of the memory bank (uint8, without the bank's float16 copy)."""
 SEARCHES = ("exact", "hnsw")
+TILE_FEATURES = ("tiles", "image")
+POOL_PER_BANK = 16
+"""With ``max_bank``, the greedy selection chooses from at most this many patches per bank row."""
 
 
 class PatchCoreModule(nn.Module):
@@ -111,7 +116,7 @@ class PatchCoreModule(nn.Module):
 
     def __init__(
         self,
-        backbone: Backbone,
+        backbone: Backbone | ChunkedBackbone,
         memory_bank: torch.Tensor,
         searcher: NearestNeighbors,
         map_generator: AnomalyMapGenerator,
@@ -181,6 +186,15 @@ class PatchCore(AnomalyModel):
         the search is exact.
     ef_search:
         Candidates the HNSW search keeps (higher: closer to exact, slower).
+    tile_features:
+        With ``tile``: ``"tiles"``, each overlapping tile through the backbone and scored, the tiles'
+        maps stitched (overlaps averaged); ``"image"``: the backbone over the working image in chunks
+        of the tile's size that do not overlap (:mod:`~indad.backbones.chunked`), every place scored
+        once and one map made for the whole image (the overlap is then unused). Fit and scoring use the
+        same path. Without ``tile``, ignored.
+    max_bank:
+        At most this many patches in the memory bank (0: no cap, ``f_coreset`` of all patches): with
+        many high-resolution images the bank, and the coreset's work, would grow without bound.
 
     ``backbone_runtime="torch", search="exact"`` scores as the paper does; the
     defaults (ONNX Runtime, HNSW with ``ef_search=16``) and what they were
@@ -202,6 +216,8 @@ class PatchCore(AnomalyModel):
     fit_runtime: str = "torch"
     search: str = "hnsw"
     ef_search: int = 16
+    tile_features: str = "tiles"
+    max_bank: int = 0
 
     rules: ClassVar[dict[str, Rule]] = {
         "f_coreset": Rule(float, low=0, high=1, low_open=True),
@@ -211,12 +227,31 @@ class PatchCore(AnomalyModel):
         "image_score": Rule(choices=IMAGE_SCORES),
         "search": Rule(choices=SEARCHES),
         "ef_search": Rule(int, low=1),
+        "tile_features": Rule(choices=TILE_FEATURES),
+        "max_bank": Rule(int, low=0),
     }
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.memory_bank: torch.Tensor | None = None
         self._graph: torch.Tensor | None = None  # the HNSW graph of the bank, once built or loaded
+        self._chunked: ChunkedBackbone | None = None
+
+    @property
+    def splits_tiles(self) -> bool:
+        """Whether fit and scoring cut the working image into tiles (``tile_features="tiles"``)."""
+        return self.tile_grid is not None and self.tile_features == "tiles"
+
+    def features_backbone(self, exportable: bool = False) -> Backbone | ChunkedBackbone:
+        """The backbone fit and scoring run: chunked over the working image with ``tile_features="image"``."""
+        grid = self.tile_grid
+        if grid is None or self.splits_tiles:
+            return self.backbone
+        batch = 1 << 30 if exportable else self.batch_size  # an export: one pass, no loop over the batch
+        key = (self.working_size, grid.tiling.size, batch)
+        if self._chunked is None or (self._chunked.image_size, self._chunked.chunk, self._chunked.batch) != key:
+            self._chunked = ChunkedBackbone(self.backbone, self.working_size, grid.tiling.size, batch)
+        return self._chunked
 
     def searcher(self, exportable: bool = False) -> NearestNeighbors:
         """The nearest-neighbour search the scoring module uses (see :attr:`search`)."""
@@ -229,12 +264,12 @@ class PatchCore(AnomalyModel):
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Patch features ``(B * h * w, D)`` of a normalised batch."""
-        queries, _ = patch_queries(self.backbone, images, self.backbone_runtime)
+        queries, _ = patch_queries(self.features_backbone(), images, self.backbone_runtime)
         return queries.reshape(-1, queries.shape[-1])
 
     def _fit_embed(self, images: torch.Tensor) -> torch.Tensor:
         """:meth:`embed` with the backbone on :attr:`fit_runtime`."""
-        emb = patch_embedding(self.fit_features(images))
+        emb = patch_embedding(self.features_backbone()(images, self.fit_runtime))
         return emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1])
 
     def _sampler(self, fraction: float | None = None) -> GreedyCoresetSampler:
@@ -245,35 +280,46 @@ class PatchCore(AnomalyModel):
 
         With several shards, :meth:`merge_states` runs a second greedy pass over
         their union (a two-level coreset); with one, this is the whole selection.
+        The ``coreset_subsample`` share is drawn batch by batch as the features come (only it is kept), and with
+        ``max_bank`` at most :data:`POOL_PER_BANK` x ``max_bank`` of those (a seeded uniform reservoir).
         """
         start = time.perf_counter()
+        gen = torch.Generator().manual_seed(self.seed)
+        pool = PatchPool(POOL_PER_BANK * self.max_bank, self.seed) if self.max_bank else None
         # Until the coreset is chosen, the patches live in float16 chunks: half the memory, no copy to join them.
-        chunks = [self._fit_embed(batch["image"]).half() for batch in batches]
+        chunks, total = [], 0
+        for batch in batches:
+            emb = self._fit_embed(batch["image"]).half()
+            total += len(emb)
+            emb = self._subsample(emb, gen) if self.coreset_subsample < 1 else emb
+            if pool is None:
+                chunks.append(emb)
+            else:
+                pool.add(emb)
+        chunks = chunks if pool is None else pool.chunks()
         if not chunks:
             raise InputError("PatchCore: no training images")
         self.timings["features_s"] = time.perf_counter() - start
         start = time.perf_counter()
-        total = sum(len(c) for c in chunks)
-        if self.coreset_subsample < 1:
-            chunks = self._subsample(chunks)
-        n = min(sum(len(c) for c in chunks), max(1, round(min(1.0, self.f_coreset * shards) * total)))
+        n = min(sum(len(c) for c in chunks), self._bank_size(min(1.0, self.f_coreset * shards) * total))
         keep = self._sampler().select(chunks, n)
         self.timings["coreset_s"] = time.perf_counter() - start
         return {"features": take_rows(chunks, keep).float(), "count": torch.tensor(total)}
 
-    def _subsample(self, chunks: list[torch.Tensor]) -> list[torch.Tensor]:
-        """A seeded random ``coreset_subsample`` share of each chunk's rows, in their order."""
-        gen = torch.Generator().manual_seed(self.seed)
-        out = []
-        for chunk in chunks:
-            keep = torch.randperm(len(chunk), generator=gen)[: max(1, round(self.coreset_subsample * len(chunk)))]
-            out.append(chunk[keep.sort().values.to(chunk.device)])
-        return out
+    def _bank_size(self, share: float) -> int:
+        """Rows of the bank for ``share`` patches: at least 1, at most ``max_bank`` (when set)."""
+        n = max(1, round(share))
+        return min(n, self.max_bank) if self.max_bank else n
+
+    def _subsample(self, chunk: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """A seeded random ``coreset_subsample`` share of the chunk's rows, in their order."""
+        keep = torch.randperm(len(chunk), generator=gen)[: max(1, round(self.coreset_subsample * len(chunk)))]
+        return chunk[keep.sort().values.to(chunk.device)]
 
     def merge_states(self, parts: list[Tensors]) -> None:
         union = torch.cat([p["features"].to(self.device) for p in parts])
         total = sum(int(p["count"]) for p in parts)
-        n = max(1, round(self.f_coreset * total))
+        n = self._bank_size(self.f_coreset * total)
         if n < union.shape[0]:
             start = time.perf_counter()
             union = union[self._sampler().select(union, n)].contiguous()
@@ -300,11 +346,16 @@ class PatchCore(AnomalyModel):
 
     def build_module(self, exportable: bool = False) -> PatchCoreModule:
         searcher = self.searcher(exportable)
+        backbone = self.features_backbone(exportable)
+        if isinstance(backbone, ChunkedBackbone):  # one map of the padded image, cut to the working size
+            maps = AnomalyMapGenerator(backbone.padded_size, self.blur_sigma, self.working_size)
+        else:
+            maps = AnomalyMapGenerator(self.input_size, self.blur_sigma)
         module = PatchCoreModule(
-            self.backbone,
+            backbone,
             self._fitted_bank(),
             searcher,
-            AnomalyMapGenerator(self.input_size, self.blur_sigma),
+            maps,
             self.n_reweight,
             self.image_score,
             self.backbone_runtime,
