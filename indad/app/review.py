@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import streamlit as st
 from PIL import Image
 
@@ -48,13 +47,12 @@ def _model(path: str, mtime: float) -> Any:
 
 def heatmap(model_path: str, image: Image.Image) -> Image.Image:
     """The anomaly map of ``image`` in colour, at its size (0 to twice the pixel threshold)."""
-    from ..inference.visualize import heatmap_image, map_to_original
+    from ..inference.visualize import heatmap_image, heatmap_vmax, map_to_original
 
     model = _model(model_path, os.path.getmtime(model_path))
     amap = model.predict([image]).maps[0]
     full = map_to_original(amap, model.preprocess, image.size)
-    vmax = 2.0 * model.thresholds.pixel if model.thresholds is not None else float(np.max(full))
-    return heatmap_image(full, vmax)
+    return heatmap_image(full, heatmap_vmax(full, model.thresholds))
 
 
 def drift_over_time(record: PredictionRecord, model_path: str, limit: int = 1000) -> list[dict[str, Any]]:

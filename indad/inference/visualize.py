@@ -6,6 +6,7 @@ import numpy as np
 from PIL import Image
 
 from ..data import Preprocess
+from ..thresholds import Thresholds
 
 PNG_LEVEL = 1
 """zlib level of the pictures: about 4x faster to write than Pillow's default 6, files about 25% larger."""
@@ -27,6 +28,11 @@ def map_to_original(anomaly_map: np.ndarray, preprocess: Preprocess, size: tuple
     left, top, right, bottom = preprocess.content_box(size)
     content = Image.fromarray(np.ascontiguousarray(resized[top:bottom, left:right]), mode="F")
     return np.asarray(content.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+def heatmap_vmax(anomaly_map: np.ndarray, thresholds: Thresholds | None) -> float:
+    """Where a heatmap's colours top out: twice the pixel threshold, or the map's maximum without thresholds."""
+    return 2.0 * thresholds.pixel if thresholds is not None else float(np.max(anomaly_map))
 
 
 def heatmap_image(anomaly_map: np.ndarray, vmax: float, colormap: str = "jet") -> Image.Image:

@@ -18,7 +18,7 @@ from PIL import Image
 
 from ..export.model_file import ModelInfo
 from ..files import atomic_output
-from ..inference.visualize import PNG_LEVEL, heatmap_image, map_to_original, mask_image, overlay_image
+from ..inference.visualize import PNG_LEVEL, heatmap_image, heatmap_vmax, map_to_original, mask_image, overlay_image
 from ..regions import find_regions
 from ..thresholds import DEFAULT_DECISION, Decision, Thresholds, is_defective
 from .result import LineResult, new_id, pixels_hash, utc_now
@@ -103,11 +103,8 @@ def judge(item: Input, score: float, amap: np.ndarray, scorer: Scorer, model: Mo
 def write_pictures(root: Path, name: Path, original: Image.Image, full: np.ndarray, t: Thresholds | None) -> None:
     """``root/heatmaps|overlays|masks/name``: the heatmap, overlay and mask of an image whose anomaly map at its
     original size is ``full``, each written whole or not at all."""
-    if t is not None:
-        mask, vmax = is_defective(full, t.pixel), 2.0 * t.pixel
-    else:
-        mask, vmax = np.zeros(full.shape, dtype=bool), float(full.max())
-    heat = heatmap_image(full, vmax)
+    mask = is_defective(full, t.pixel) if t is not None else np.zeros(full.shape, dtype=bool)
+    heat = heatmap_image(full, heatmap_vmax(full, t))
     for kind, picture in (
         ("heatmaps", heat),
         ("overlays", overlay_image(original, heat, mask)),

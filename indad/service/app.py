@@ -25,7 +25,7 @@ from starlette.requests import ClientDisconnect
 from ..errors import IndadError
 from ..inference.folder import PNG_LEVEL
 from ..inference.scorer import Scorer
-from ..inference.visualize import heatmap_image
+from ..inference.visualize import heatmap_image, heatmap_vmax
 from ..line.pipeline import Input, Publisher, judge
 from ..line.result import LineResult
 from ..thresholds import Decision
@@ -181,7 +181,7 @@ def describe(
         result["regions"] = r.regions
     if heatmap and scored.full is not None:
         buffer = io.BytesIO()
-        heat = heatmap_image(scored.full, 2.0 * t.pixel if t is not None else float(scored.full.max()))
+        heat = heatmap_image(scored.full, heatmap_vmax(scored.full, t))
         heat.save(buffer, format="PNG", compress_level=PNG_LEVEL)
         result["heatmap_png"] = base64.b64encode(buffer.getvalue()).decode("ascii")
     return result, r
