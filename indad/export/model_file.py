@@ -6,7 +6,6 @@ writes its state and metadata here, and :func:`indad.methods.load_model` reads t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import torch
 
 from ..errors import ModelFileError
 from ..files import atomic_output
+from ..lineage import file_sha256
 
 FORMAT = "indad-model/1"
 HEADER_KEY = "indad"
@@ -77,14 +77,10 @@ def model_version(path: str | os.PathLike, header: dict[str, Any]) -> str:
     lineage = header.get("lineage")
     if isinstance(lineage, dict) and lineage.get("version") not in (None, ""):
         return str(lineage["version"])
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+        return file_sha256(path)[:VERSION_HEX]
     except OSError as e:
         raise ModelFileError(f"cannot read model file {path}: {e}") from None
-    return digest.hexdigest()[:VERSION_HEX]
 
 
 @dataclass(frozen=True)
