@@ -36,11 +36,9 @@ class PatchPool:
         self.seen += len(rows)
         if self._rows is None:
             self._rows = rows[:0]
-        if len(self._keys) + len(rows) > self.capacity:  # only rows that can still be among the smallest
-            bound = self._keys.max() if len(self._keys) >= self.capacity else None
-            if bound is not None:
-                inside = keys < bound
-                rows, keys, order = rows[inside.to(rows.device)], keys[inside], order[inside]
+        if len(self._keys) >= self.capacity:  # a full pool: only rows that can still be among the smallest
+            inside = keys < self._keys.max()
+            rows, keys, order = rows[inside.to(rows.device)], keys[inside], order[inside]
         all_keys = torch.cat([self._keys, keys])
         all_rows = torch.cat([self._rows, rows])
         all_order = torch.cat([self._order, order])
