@@ -235,7 +235,6 @@ class PatchCore(AnomalyModel):
         super().__post_init__()
         self.memory_bank: torch.Tensor | None = None
         self._graph: torch.Tensor | None = None  # the HNSW graph of the bank, once built or loaded
-        self._chunked: ChunkedBackbone | None = None
 
     @property
     def splits_tiles(self) -> bool:
@@ -248,10 +247,7 @@ class PatchCore(AnomalyModel):
         if grid is None or self.splits_tiles:
             return self.backbone
         batch = 1 << 30 if exportable else self.batch_size  # an export: one pass, no loop over the batch
-        key = (self.working_size, grid.tiling.size, batch)
-        if self._chunked is None or (self._chunked.image_size, self._chunked.chunk, self._chunked.batch) != key:
-            self._chunked = ChunkedBackbone(self.backbone, self.working_size, grid.tiling.size, batch)
-        return self._chunked
+        return ChunkedBackbone(self.backbone, self.working_size, grid.tiling.size, batch)
 
     def searcher(self, exportable: bool = False) -> NearestNeighbors:
         """The nearest-neighbour search the scoring module uses (see :attr:`search`)."""
